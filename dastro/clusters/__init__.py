@@ -1,0 +1,13 @@
+"""Lowered-isothermal (LIMEPY-family) star-cluster models."""
+
+from dastro.clusters.solver import (
+    G_MODEL,
+    LoweredIsothermal,
+    Profiles,
+    Projected,
+    g_max,
+    solve,
+    solve_batch,
+)
+
+__all__ = ["G_MODEL", "LoweredIsothermal", "Profiles", "Projected", "g_max", "solve", "solve_batch"]
