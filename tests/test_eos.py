@@ -171,7 +171,8 @@ def test_vmap_matches_batch():
 # --- gradients: implicit function theorem vs central differences ---------------------------
 
 
-@pytest.mark.parametrize("T,P", [(3500.0, 1e5), (6000.0, 1e5), (15000.0, 1e3)])
+@pytest.mark.parametrize("T,P", [(3500.0, 1e5), (6000.0, 1e5), (15000.0, 1e3),
+                                 (2500.0, 1e6), (45000.0, 1e4)])
 def test_gradients_vs_finite_differences(T, P):
     eps0 = abundances()
 
@@ -227,3 +228,23 @@ def test_property_invariants(T, logP, m_h):
 
 def test_symbols():
     assert len(SYMBOLS) == len(ASPLUND2009) == 30 and SYMBOLS[25] == "Fe"
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(["T", "P"]),
+       st.one_of(st.floats(max_value=0.0), st.just(float("nan")), st.just(float("inf"))))
+def test_property_bad_input_names_parameter(which, bad):
+    T, P = (bad, 1e5) if which == "T" else (5000.0, bad)
+    with pytest.raises(ValueError, match=f"^{which} must be finite"):
+        eos_tp(jnp.array([5000.0, T]), jnp.array([1e5, P]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(2500.0, 50000.0), st.floats(0.0, 20.0))
+def test_property_saha_fractions(T, log_ne):
+    f = np.asarray(saha_fractions(T, 10.0**log_ne))
+    assert np.all(f >= 0)
+    np.testing.assert_allclose(f.sum(axis=1), 1.0, rtol=1e-12)
+    # more electrons -> less ionised (Saha): neutral fraction of Fe grows with n_e
+    f2 = np.asarray(saha_fractions(T, 10.0 ** (log_ne + 1)))
+    assert f2[25, 0] >= f[25, 0] * (1 - 1e-12)

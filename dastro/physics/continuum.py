@@ -206,10 +206,12 @@ def hminus_bf_cross_section(lam):
     Box 1250-16419 A; zero above the threshold, held at its 1250 A value below 1250 A.
     """
     lm = jnp.clip(lam, 1250.0, None) * 1e-4
-    x = jnp.clip(1.0 / lm - 1.0 / _JOHN_LAMBDA0, 0.0, None)
+    x = 1.0 / lm - 1.0 / _JOHN_LAMBDA0
+    below = x > 0
+    x = jnp.where(below, x, 1.0)  # safe branch: no NaN gradient from sqrt(0) beyond threshold
     sx = jnp.sqrt(x)
     f = jnp.polyval(jnp.asarray(_JOHN_BF[::-1]), sx)
-    return jnp.where(lm < _JOHN_LAMBDA0, 1e-18 * lm**3 * x * sx * f, 0.0)
+    return jnp.where(below, 1e-18 * lm**3 * x * sx * f, 0.0)
 
 
 def hminus_bf(lam, state: ContinuumState):
