@@ -75,6 +75,18 @@ def test_hydrogen_lyman_edge_cross_section():
     assert float(C.hi_bf(913.0, s)) < 1e-6 * float(C.hi_bf(911.0, s))  # edge
 
 
+def test_heii_is_hydrogenic_with_z2():
+    """He II 1s threshold: sigma_H(threshold) / Z^2, edge at 227.8 A; n=2 edge at 911.3 A."""
+    s = C.ContinuumState(T=jnp.asarray(3000.0), n_e=jnp.asarray(0.0), n_hi=jnp.asarray(0.0),
+                         n_hii=jnp.asarray(0.0), n_hminus=jnp.asarray(0.0),
+                         n_hei=jnp.asarray(0.0), n_h2=jnp.asarray(0.0), n_metal=jnp.zeros(7),
+                         n_heii=jnp.asarray(1.0))
+    h = C.ContinuumState(*(jnp.asarray(v) for v in (3000.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0)),
+                         n_metal=jnp.zeros(7))
+    assert float(C.heii_bf(227.0, s)) == pytest.approx(float(C.hi_bf(908.0, h)) / 4, rel=0.02)
+    assert float(C.heii_bf(229.0, s)) < 1e-6 * float(C.heii_bf(227.0, s))
+
+
 def test_thomson_and_rayleigh_limits():
     s = C.ContinuumState(*(jnp.asarray(v) for v in (6000.0, 1e14, 0.0, 0.0, 0.0, 0.0, 0.0)),
                          n_metal=jnp.zeros(7))

@@ -18,7 +18,8 @@ H- ff          John 1988, eq. 6 and Table 3       1823 A-15 um,           0 belo
                                                                           extrapolation above
 H I bf         Kramers + Menzel-Pekeris Gaunt     all lambda, all T       --
                (Gray 2005, eqs. 8.4-8.8)
-H I ff         Kramers + Gaunt (Gray eq. 8.6)     all lambda, all T       --
+H I, He III ff Kramers + Gaunt (Gray eq. 8.6)     all lambda, all T       --
+He II bf       hydrogenic, as H I bf (Z = 2)      all lambda, all T       --
 He- ff         Kurucz 1970 (SAO SR 309) fit       5000 A-15 um,           lambda, T clamped
                                                   2500-10080 K
 H2+ bf+ff      Kurucz 1970 fit to Bates 1952      914 A-10 um,            lambda, T clamped
@@ -33,7 +34,7 @@ Thomson        sigma_T n_e                        all                     --
 
 The summed coefficient is defined for ``LAMBDA_RANGE`` = 500 A - 300 um; a wavelength outside
 it (or NaN) raises ``ValueError`` outside ``jit`` and an ``eqx.error_if`` error inside.
-Not included: level dissolution near series limits (Hummer & Mihalas 1988), He I/He II
+Not included: level dissolution near series limits (Hummer & Mihalas 1988), He I
 bound-free, H2- and collision-induced absorption, molecular bound-free (CH, OH).
 """
 
@@ -62,6 +63,7 @@ __all__ = [
     "continuum_opacity",
     "continuum_state",
     "he_rayleigh_cross_section",
+    "heii_bf",
     "heminus_ff",
     "h2_rayleigh_cross_section",
     "h2plus",
@@ -82,6 +84,7 @@ LAMBDA_RANGE = (500.0, 3.0e6)
 _C_AA = const.c * 1e8  # speed of light [A s^-1]
 _HC_K_AA = const.hc / const.k_B * 1e8  # hc/k [A K]
 _CHI_H = 13.598434 * const.eV  # [erg]
+_CHI_HEII = 54.417765 * const.eV  # [erg] (NIST)
 _NU_H = _CHI_H / const.h  # H I ionisation frequency [Hz]
 _R_H_CM = _NU_H / const.c  # Rydberg for H [cm^-1] (reduced mass included via chi_H)
 #: Kramers constant: sigma_n = _KRAMERS Z^4 / (n^5 nu^3) [cm^2 Hz^3] (Gray 2005, eq. 8.4).
@@ -110,6 +113,7 @@ SOURCES: dict[str, FitBox] = {
                         "extrapolates above 15 um"),
     "hi_bf": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
     "hi_ff": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
+    "heii_bf": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
     "heminus_ff": FitBox(5000.0, 150000.0, 2500.0, 10080.0, "lambda and T clamped"),
     "h2plus": FitBox(914.0, 100000.0, 2500.0, 12000.0, "lambda and T clamped"),
     "metal_bf": FitBox(500.0, 60000.0, 2000.0, 60000.0,
@@ -141,6 +145,8 @@ class ContinuumState(NamedTuple):
     n_hei: jnp.ndarray
     n_h2: jnp.ndarray
     n_metal: jnp.ndarray  # (..., 7) neutral C, Na, Mg, Al, Si, Ca, Fe (see metal_bf_metadata)
+    n_heii: jnp.ndarray = 0.0  # He+ (hydrogenic bound-free); scalar 0 broadcasts
+    n_heiii: jnp.ndarray = 0.0  # He++ (free-free)
 
 
 def continuum_state(T, eos: EOSResult, molecules: MoleculeSet | None = None) -> ContinuumState:
@@ -164,6 +170,8 @@ def continuum_state(T, eos: EOSResult, molecules: MoleculeSet | None = None) -> 
         n_hei=eos.n_atoms[..., 1, 0],
         n_h2=n_h2,
         n_metal=eos.n_atoms[..., z, 0],
+        n_heii=eos.n_atoms[..., 1, 1],
+        n_heiii=eos.n_atoms[..., 1, 2],
     )
 
 
@@ -253,6 +261,24 @@ def _gaunt_bf(n, lam):
     return 1.0 - 0.3456 / lr ** (1 / 3) * (lr / n**2 - 0.5)
 
 
+def _hydrogenic_bf(lam, T, n_ion, z, chi, ln_u):
+    """Bound-free absorption of a hydrogenic ion of nuclear charge z [cm^-1] (see hi_bf)."""
+    nu = _C_AA / lam
+    x = jnp.exp(-_HC_K_AA / (lam * T))  # exp(-h nu / kT)
+    kt = const.k_B * T
+    nu1 = chi / const.h
+    n = jnp.arange(1.0, _N_EXPLICIT + 1.0)
+    pops = 2 * n**2 * jnp.exp(-ln_u - chi * (1 - 1 / n**2) / kt)  # per ion
+    gaunt = jnp.clip(_gaunt_bf(n, lam * z**2), 0.0, None)
+    sig = jnp.where(nu >= nu1 / n**2, _KRAMERS * z**4 / (n**5 * nu**3) * gaunt, 0.0)
+    explicit = jnp.dot(pops, sig)
+    n_lo2 = (_N_EXPLICIT + 0.5) ** 2
+    e_lo = jnp.where(nu >= nu1 / n_lo2, jnp.exp(chi / (n_lo2 * kt)), 1.0 / x)
+    tail = (2.0 * jnp.exp(-ln_u - chi / kt) * kt / (2 * chi) * (e_lo - 1.0)
+            * _KRAMERS * z**4 / nu**3)
+    return n_ion * (explicit + tail) * (1.0 - x)
+
+
 def hi_bf(lam, state: ContinuumState):
     """H I bound-free absorption [cm^-1], stimulated emission included.
 
@@ -262,21 +288,16 @@ def hi_bf(lam, state: ContinuumState):
     ``sum_n n^-3 exp(chi/(n^2 kT)) ~ kT/(2 chi) [exp(chi/(n_lo^2 kT)) - 1]`` with
     n_lo = max(8.5, sqrt(nu_1/nu)) (Gray eq. 8.8 in integral form). No level dissolution.
     """
-    T = state.T
-    nu = _C_AA / lam
-    x = jnp.exp(-_HC_K_AA / (lam * T))  # exp(-h nu / kT)
-    kt = const.k_B * T
-    u_h = jnp.exp(log_partition_functions(T)[0, 0])
-    n = jnp.arange(1.0, _N_EXPLICIT + 1.0)
-    pops = 2 * n**2 / u_h * jnp.exp(-_CHI_H * (1 - 1 / n**2) / kt)  # per H I atom
-    sig = jnp.where(nu >= _NU_H / n**2,
-                    _KRAMERS / (n**5 * nu**3) * jnp.clip(_gaunt_bf(n, lam), 0.0, None), 0.0)
-    explicit = jnp.dot(pops, sig)
-    n_lo2 = (_N_EXPLICIT + 0.5) ** 2
-    e_lo = jnp.where(nu >= _NU_H / n_lo2, jnp.exp(_CHI_H / (n_lo2 * kt)), 1.0 / x)
-    tail = (2.0 / u_h * jnp.exp(-_CHI_H / kt) * kt / (2 * _CHI_H) * (e_lo - 1.0)
-            * _KRAMERS / nu**3)
-    return state.n_hi * (explicit + tail) * (1.0 - x)
+    ln_u = log_partition_functions(state.T)[0, 0]
+    return _hydrogenic_bf(lam, state.T, state.n_hi, 1.0, _CHI_H, ln_u)
+
+
+def heii_bf(lam, state: ContinuumState):
+    """He II bound-free absorption [cm^-1]: hydrogenic (Z = 2, chi = 54.4178 eV), as
+    :func:`hi_bf` with frequencies scaled by Z^2 and cross-sections by Z^4 (Gray 2005, eq. 8.4).
+    Edges at 227.8 n^2 A (911, 2050, 3645 A for n = 2, 3, 4). Matters above ~25000 K."""
+    ln_u = log_partition_functions(state.T)[1, 1]
+    return _hydrogenic_bf(lam, state.T, state.n_heii, 2.0, _CHI_HEII, ln_u)
 
 
 def _gaunt_ff(lam, T):
@@ -287,15 +308,18 @@ def _gaunt_ff(lam, T):
 
 
 def hi_ff(lam, state: ContinuumState):
-    """H I free-free absorption [cm^-1] (protons + electrons), stimulated emission included.
+    """Hydrogenic free-free absorption [cm^-1] of p + e and He++ + e, stimulated emission
+    included.
 
-    ``kappa = 3.69e8 g_ff n_e n_p / (nu^3 sqrt T) (1 - exp(-h nu/kT))`` (Rybicki & Lightman
-    1979, eq. 5.18b) with the Gaunt factor of Gray (2005) eq. 8.6.
+    ``kappa = 3.69e8 Z^2 g_ff n_e n_ion / (nu^3 sqrt T) (1 - exp(-h nu/kT))`` (Rybicki &
+    Lightman 1979, eq. 5.18b) with the Gaunt factor of Gray (2005) eq. 8.6, evaluated at
+    (lambda Z^2, T / Z^2) for Z = 2.
     """
     T = state.T
     nu = _C_AA / lam
     stim = -jnp.expm1(-_HC_K_AA / (lam * T))
-    return _FF * _gaunt_ff(lam, T) * state.n_e * state.n_hii / (nu**3 * jnp.sqrt(T)) * stim
+    ions = _gaunt_ff(lam, T) * state.n_hii + 4.0 * _gaunt_ff(4.0 * lam, T / 4.0) * state.n_heiii
+    return _FF * state.n_e * ions / (nu**3 * jnp.sqrt(T)) * stim
 
 
 # ------------------------------------------------------------------------------------------
@@ -425,13 +449,13 @@ def _scattering(lam, state: ContinuumState):
 
 def _absorption(lam, state: ContinuumState):
     return (hminus_bf(lam, state) + hminus_ff(lam, state) + hi_bf(lam, state)
-            + hi_ff(lam, state) + heminus_ff(lam, state) + h2plus(lam, state)
-            + metal_bf(lam, state))
+            + hi_ff(lam, state) + heii_bf(lam, state) + heminus_ff(lam, state)
+            + h2plus(lam, state) + metal_bf(lam, state))
 
 
 ABSORBERS = {
     "hminus_bf": hminus_bf, "hminus_ff": hminus_ff, "hi_bf": hi_bf, "hi_ff": hi_ff,
-    "heminus_ff": heminus_ff, "h2plus": h2plus, "metal_bf": metal_bf,
+    "heii_bf": heii_bf, "heminus_ff": heminus_ff, "h2plus": h2plus, "metal_bf": metal_bf,
 }
 
 
@@ -472,7 +496,11 @@ def _check_state(state, traced):
                 raise ValueError(f"state.{name} must be finite and >= 0 (T > 0); got "
                                  f"{a[bad].ravel()[:3].tolist()}")
             out.append(jnp.asarray(a))
-    return ContinuumState(*out)
+    st = ContinuumState(*out)
+    shape = jnp.shape(st.T)
+    return st._replace(n_heii=jnp.broadcast_to(st.n_heii, shape),
+                       n_heiii=jnp.broadcast_to(st.n_heiii, shape),
+                       n_metal=jnp.broadcast_to(st.n_metal, shape + (7,)))
 
 
 def continuum_opacity(lam, state: ContinuumState, sources=None):
