@@ -195,7 +195,7 @@ def test_malformed_turbospectrum(tmp_path):
     with pytest.raises(ValueError, match=r"ges_subset\.ts, line 4: 3 numbers, need 6"):
         read_turbospectrum(f)
     lines = src.read_text().splitlines()
-    lines[-4] = lines[-4].replace("1         1", "1         5")
+    lines[-3] = lines[-3].replace("1         1", "1         5")
     (tmp_path / "t.ts").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"t\.ts, line 2\d: file ends after 1 of 5"):
         read_turbospectrum(tmp_path / "t.ts")
