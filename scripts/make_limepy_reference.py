@@ -43,7 +43,8 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "limepy_reference
 
 def _local(model, r):
     """rho, v2r, v2t at radii r (< rt) from astro-limepy's own interpolant and moments."""
-    phi = model.interp_phi(r)
+    # The cubic-Hermite interpolant can undershoot to -1e-16 next to rt: clip to W >= 0.
+    phi = np.maximum(model.interp_phi(r), 0.0)
     rho = model._rhohat(phi, r, 0)
     rv2 = np.array([model._rhov2int(p, x, model.raj[0]) for p, x in zip(phi, r)])
     rv2r = rv2[:, 1] / model.rhoint0[0]
@@ -83,7 +84,8 @@ def _cylinder_mass(model, R):
     """Mass within projected radius R (model units: M = int 4 pi r^2 rho dr)."""
 
     def rho(r):
-        return model._rhohat(model.interp_phi(np.array([r])), np.array([r]), 0)[0]
+        phi = np.maximum(model.interp_phi(np.array([r])), 0.0)
+        return model._rhohat(phi, np.array([r]), 0)[0]
 
     inner = quad_vec(lambda r: 4 * np.pi * r**2 * rho(r), 0, R, epsrel=1e-12, epsabs=0)[0]
     outer = quad_vec(

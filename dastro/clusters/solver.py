@@ -356,6 +356,9 @@ class LoweredIsothermal(eqx.Module):
 
     def profiles(self, r) -> Profiles:
         """Intrinsic profiles at radii r (array, current length unit; r >= 0)."""
+        return _profiles(self, _check_radii("r", r))
+
+    def _profiles(self, r) -> Profiles:
         x = jnp.asarray(r, float) / self.length_unit
         w, gm = self._state(x)
         rho, rv2r, rv2t = self._moments_model(x, w)
@@ -391,32 +394,57 @@ class LoweredIsothermal(eqx.Module):
 
     # --- projection ----------------------------------------------------------------------
     def _projected_model(self, R):
-        """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one model radius R (scalar)."""
+        """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one model radius R (scalar).
+
+        Line-of-sight integrals int_{-zt}^{zt} q(r) dz with r^2 = R^2 + z^2. Inside the core
+        scale (r < max(R, r0)) the integrand is smooth in z; beyond it we integrate in s with
+        r = R cosh s, dz = r ds, which is uniform in ln r for r >> R and removes the
+        1/sqrt(r - R) of the radial form. Three tanh-sinh panels (quadax): z in [0, z_c] and
+        s in two halves of [s_c, s_t]; the double-exponential end clustering also absorbs
+        the (rt - r)^(g + 3/2) behaviour at the edge.
+        """
         rt = jnp.exp(self.ln_rt)
         inside = R < rt
-        # Sigma(R) is even in R; 1e-12 rt stands for the centre without changing it.
-        R_safe = jnp.where(inside, jnp.maximum(R, 1e-12 * rt), 0.5 * rt)
-        s_t = jnp.arccosh(rt / R_safe)
+        R_in = jnp.where(inside, R, 0.5 * rt)
+        r_c = jnp.clip(jnp.maximum(R_in, 1.0), None, rt)
+        z_c = _safe_sqrt(r_c**2 - R_in**2)
+        # Sigma(R) is even in R; 1e-10 rt stands for the centre in the s-panels, which start
+        # at r_c >= 1 r0 anyway when R < 1 r0.
+        R_s = jnp.maximum(R_in, 1e-10 * rt)
+        # arccosh has an infinite slope at 1: keep that point out of the derivative.
+        beyond = r_c > R_s
+        s_c = jnp.where(beyond, jnp.arccosh(jnp.where(beyond, r_c / R_s, 2.0)), 0.0)
+        s_t = jnp.arccosh(rt / R_s)
 
-        def integrand(s):
-            # r = R cosh s, dz = R cosh s ds (z the line-of-sight distance).
-            r = R_safe * jnp.cosh(s)
+        def local(r):
             w, _ = self._state(r)
             rho, rv2r, rv2t = self._moments_model(r, w)
-            c2 = (R_safe / r) ** 2
-            dz = R_safe * jnp.cosh(s)
-            return jnp.stack([
+            c2 = (R_in / r) ** 2
+            return 2.0 * jnp.stack([
                 rho,
                 rv2r * (1.0 - c2) + 0.5 * rv2t * c2,
                 rv2r * c2 + 0.5 * rv2t * (1.0 - c2),
                 0.5 * rv2t,
-            ]) * dz * 2.0
+            ])
 
-        value = _PROJECTION_RULE.integrate(integrand, 0.0, s_t, ())[0]
+        def in_z(z):
+            return local(jnp.maximum(jnp.sqrt(R_in**2 + z**2), 1e-300))
+
+        def in_s(s):
+            r = R_s * jnp.cosh(s)
+            return local(r) * r
+
+        s_m = 0.5 * (s_c + s_t)
+        value = (_PROJECTION_RULE.integrate(in_z, 0.0, z_c, ())[0]
+                 + _PROJECTION_RULE.integrate(in_s, s_c, s_m, ())[0]
+                 + _PROJECTION_RULE.integrate(in_s, s_m, s_t, ())[0])
         return jnp.where(inside, value, 0.0)
 
     def projected(self, R) -> Projected:
         """Projected profiles at projected radii R (array, current length unit; R >= 0)."""
+        return _projected(self, _check_radii("R", R))
+
+    def _projected(self, R) -> Projected:
         X = jnp.asarray(R, float) / self.length_unit
         vals = jax.vmap(self._projected_model)(X.ravel()).reshape(X.shape + (4,))
         sigma = vals[..., 0]
@@ -449,11 +477,14 @@ class LoweredIsothermal(eqx.Module):
             rho, _, _ = self._moments_model(r, w_r)
             return 4.0 * math.pi * r**2 * rho * (1.0 - jnp.tanh(s)) * R_in * jnp.sinh(s)
 
-        shell = _PROJECTION_RULE.integrate(integrand, 0.0, s_t, ())[0]
+        shell = _integrate_panels(integrand, s_t)
         return gm / G_MODEL + shell
 
     def projected_half_mass_radius(self):
         """Radius of the cylinder holding half the mass (rhp, about 0.75 rh)."""
+        return _rhp(self)
+
+    def _rhp(self):
         half = 0.5 * self.gm_model / G_MODEL
 
         def fn(ln_R, _):
@@ -467,7 +498,38 @@ class LoweredIsothermal(eqx.Module):
         return self._nan_if_invalid(jnp.exp(sol.value) * self.length_unit)
 
 
-_PROJECTION_RULE = quadax.TanhSinhRule(order=127)
+def _safe_sqrt(x):
+    """sqrt(max(x, 0)) with a finite derivative (zero) at and below 0."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+_profiles = eqx.filter_jit(LoweredIsothermal._profiles)
+_projected = eqx.filter_jit(LoweredIsothermal._projected)
+_rhp = eqx.filter_jit(LoweredIsothermal._rhp)
+
+
+def _check_radii(name, r):
+    """Radii must be >= 0 and not NaN (checked when concrete)."""
+    if _is_concrete(r):
+        arr = np.asarray(r, dtype=float)
+        bad = np.flatnonzero(~(arr >= 0))
+        if bad.size:
+            raise ValueError(
+                f"{name} must be >= 0 and not NaN; got {arr.ravel()[bad[0]]} at index {bad[0]}"
+                f" ({bad.size} bad value(s))"
+            )
+    return jnp.asarray(r, float)
+
+
+_PROJECTION_RULE = quadax.TanhSinhRule(order=63)
+
+
+def _integrate_panels(integrand, s_t):
+    """int_0^s_t integrand(s) ds by tanh-sinh on two panels."""
+    s_m = 0.5 * s_t
+    return (_PROJECTION_RULE.integrate(integrand, 0.0, s_m, ())[0]
+            + _PROJECTION_RULE.integrate(integrand, s_m, s_t, ())[0])
 
 
 def _half_mass_radius(solution, gm_total, ln_rt):
