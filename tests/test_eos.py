@@ -133,11 +133,21 @@ def test_conservation_and_trho_roundtrip(eos_jit):
     np.testing.assert_allclose(np.asarray(r2.P_gas), np.asarray(P), rtol=1e-7)
 
 
-def test_converges_over_photospheric_box(eos_jit):
-    TT, PP = np.meshgrid(np.geomspace(2500, 50000, 9), np.geomspace(1e-2, 1e8, 8))  # 72 = ksun
-    r = eos_jit(TT.ravel(), PP.ravel(), abundances())
+@pytest.mark.parametrize("m_h,alpha_m,x_h", [(0.0, 0.0, None), (-4.0, 0.0, None),
+                                             (1.0, 0.0, None), (-2.0, 0.4, None),
+                                             (0.0, 0.0, {"C": 0.35})])  # last: C/O = 1.5
+def test_converges_over_photospheric_box(eos_jit, m_h, alpha_m, x_h):
+    """2500-50000 K x 1e-3-1e9 dyn/cm2, metal-poor to metal-rich, alpha-rich, carbon-rich."""
+    TT, PP = np.meshgrid(np.geomspace(2500, 50000, 9), np.geomspace(1e-3, 1e9, 8))  # 72 = ksun
+    r = eos_jit(TT.ravel(), PP.ravel(), abundances(m_h, alpha_m, x_h))
     assert bool(np.all(r.converged))
     assert np.all(np.asarray(r.n_e) > 0)
+    r2 = _EOS_RHO(TT.ravel(), r.rho, abundances(m_h, alpha_m, x_h))
+    assert bool(np.all(r2.converged))
+    np.testing.assert_allclose(np.asarray(r2.P_gas), PP.ravel(), rtol=1e-7)
+
+
+_EOS_RHO = jax.jit(lambda T, rho, eps: eos_trho(T, rho, eps))
 
 
 def test_cool_star_molecules(eos_jit):

@@ -34,7 +34,8 @@ derivatives by applying the rule recursively.
 Non-convergence: every result carries ``converged`` (a boolean per layer). Called outside
 ``jit`` the public functions raise :class:`EOSConvergenceError`; inside ``jit`` they return the
 flag and the caller decides. Tested to converge for 2500 K <= T <= 50000 K and
-1e-2 <= P_gas <= 1e8 dyn cm^-2 with the default molecules.
+1e-3 <= P_gas <= 1e9 dyn cm^-2 with the default molecules, for [M/H] from -4 to +1,
+[alpha/M] = +0.4 and C/O = 1.5.
 """
 
 from __future__ import annotations
@@ -241,7 +242,13 @@ def _solve_layer(T, target, eps, molecules: MoleculeSet, mode: str, max_steps: i
     ln_target = jnp.log(target / (const.k_B * T)) if mode == "P" else jnp.log(target)
     args = (ln_s1, ln_s2, ln_shm, ln_kn, jnp.asarray(comp, dtype=float), ln_eps, ln_target,
             ln_mass)
-    y0 = jax.lax.stop_gradient(_bisect_atomic(ln_s1, ln_s2, ln_eps, ln_target, ln_mass, mode))
+    y0 = _bisect_atomic(ln_s1, ln_s2, ln_eps, ln_target, ln_mass, mode)
+    if "HH" in molecules.names:  # start with H2 in equilibrium: n + 2 n^2 / K = n_atomic
+        i = molecules.names.index("HH")
+        n_at = jnp.exp(y0[1])
+        q = 8.0 * n_at * jnp.exp(-ln_kn[i])
+        y0 = y0.at[1].set(jnp.log(2.0 * n_at / (1.0 + jnp.sqrt(1.0 + q))))
+    y0 = jax.lax.stop_gradient(y0)
     y = _root(mode, max_steps, y0, args)
     res = jnp.max(jnp.abs(_residual(jax.lax.stop_gradient(y), args, mode)))
     converged = (res < 1e-8) & jnp.all(jnp.isfinite(y))
@@ -315,13 +322,13 @@ def _run(T, target, eps, molecules, mode, max_steps, name):
     return out
 
 
-def eos_tp(T, P, eps=None, molecules=None, max_steps: int = 100) -> EOSResult:
+def eos_tp(T, P, eps=None, molecules=None, max_steps: int = 200) -> EOSResult:
     """Chemical equilibrium (ionisation, H-, molecules) at given temperature and gas pressure.
 
     Args:
         T: temperature [K], any shape; tested 2500-50000 K.
         P: gas pressure including electrons [dyn cm^-2], broadcastable with T; tested
-            1e-2-1e8.
+            1e-3-1e9.
         eps: (30,) number abundances N_X / N_H for H..Zn (see
             :func:`dastro.physics.abundances.abundances`); default Asplund et al. (2009).
         molecules: a :class:`MoleculeSet`; ``None`` for the default set, ``False`` for none.
@@ -341,7 +348,7 @@ def eos_tp(T, P, eps=None, molecules=None, max_steps: int = 100) -> EOSResult:
     return _run(T, P, eps, molecules, "P", max_steps, "P")
 
 
-def eos_trho(T, rho, eps=None, molecules=None, max_steps: int = 100) -> EOSResult:
+def eos_trho(T, rho, eps=None, molecules=None, max_steps: int = 200) -> EOSResult:
     """Chemical equilibrium at given temperature and mass density.
 
     Same as :func:`eos_tp` with the gas law replaced by mass conservation,
