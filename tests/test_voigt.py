@@ -151,13 +151,14 @@ _hjerting_jit = jax.jit(voigt_hjerting)
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.floats(min_value=0.0, max_value=100.0),
+    st.floats(min_value=0.0, max_value=100.0, allow_subnormal=False),
     st.floats(min_value=0.0, max_value=1e3, allow_subnormal=False),
 )
 def test_symmetric_in_x_and_positive(a, x):
     hp = float(_hjerting_jit(a, x))
     hm = float(_hjerting_jit(a, -x))
     assert hp == hm
-    # H > 0 everywhere except where exp(-x^2) underflows on the axis
-    assert hp > 0.0 or (a == 0.0 and x > 26.0)
+    # H > 0 everywhere except where it underflows: exp(-x^2) on the axis, a / (sqrt(pi) x^2)
+    # for a below ~1e-300
+    assert hp > 0.0 or (a < 1e-290 and x > 26.0)
     assert hp <= 1.0 + 1e-15  # H(a, x) <= H(0, 0) = 1
