@@ -96,11 +96,32 @@ def _j0(h, w, p2):
     return (_e(h + 1.0, w) + p2 * _g(h, w, p2)) / (1.0 + p2)
 
 
+def _e_minus_g(h, w, p2):
+    """D = E_{h+1}(W) - G_h(W, p^2) without cancellation.
+
+    Both are W^(h+1)/Gamma(h+2) M(1, h+2, x), at x = W and x = -p^2 W. For small W and
+    p^2 W they nearly cancel; there the difference is summed term by term,
+    sum_n W^n (1 - (-p^2)^n) / (h+2)_n.
+    """
+    b = h + 2.0
+    small = (w < 1.0) & (p2 * w < 1.0)
+    w_s = jnp.where(small, w, 0.5)
+    p2_s = jnp.where(small, p2, 0.5)
+    n = jnp.arange(1, _N_TAYLOR + 1, dtype=float)
+    log_poch = gammaln(b[..., None] + n) - gammaln(b[..., None])  # ln (b)_n
+    terms = jnp.exp(n * jnp.log(w_s[..., None]) - log_poch) * (1.0 - (-p2_s[..., None]) ** n)
+    prefactor = jnp.exp((h + 1.0) * jnp.log(w_s) - gammaln(b))
+    series = prefactor * jnp.sum(terms, axis=-1)
+    direct = _e(h + 1.0, w) - _g(h, w, p2)
+    return jnp.where(small, series, direct)
+
+
 def _j1(h, w, p2):
-    gh = _g(h, w, p2)
-    gh1 = _g(h + 1.0, w, p2)
+    """J^1_h = D / (1 + p^2)^2 + p^2 / (1 + p^2) (W G_h - (h+1) G_{h+1}), D = E_{h+1} - G_h."""
+    h, w, p2 = jnp.broadcast_arrays(jnp.asarray(h, float), w, p2)
     q1 = 1.0 + p2
-    return (_e(h + 1.0, w) + p2 * gh) / q1**2 - (gh - p2 * (w * gh - (h + 1.0) * gh1)) / q1
+    d = _e_minus_g(h, w, p2)
+    return d / q1**2 + p2 / q1 * (w * _g(h, w, p2) - (h + 1.0) * _g(h + 1.0, w, p2))
 
 
 def density_integral(w, g, p2=None):
