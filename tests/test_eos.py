@@ -258,3 +258,12 @@ def test_property_saha_fractions(T, log_ne):
     # more electrons -> less ionised (Saha): neutral fraction of Fe grows with n_e
     f2 = np.asarray(saha_fractions(T, 10.0 ** (log_ne + 1)))
     assert f2[25, 0] >= f[25, 0] * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("T", [3000.0, 6000.0])
+def test_second_derivative_vs_finite_differences(T):
+    """d2 ln n_e / dT2 (reverse over reverse through the custom JVP) vs differences of grads."""
+    g = jax.grad(lambda t: jnp.log(eos_tp(t, 1e5).n_e))
+    h = float(jax.grad(g)(T))
+    fd = (float(g(T + 1.0)) - float(g(T - 1.0))) / 2.0
+    assert np.isfinite(h) and h == pytest.approx(fd, rel=1e-4)

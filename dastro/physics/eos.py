@@ -71,7 +71,6 @@ _LN_SAHA = 1.5 * np.log(2.0 * np.pi * const.m_e * const.k_B / const.h**2)
 # H has no third stage: a large finite energy keeps every expression finite (no inf - inf,
 # no NaN gradients through masks) while making S_2(H) = 0 to machine precision.
 _CHI = np.where(np.isfinite(IONIZATION_ENERGY), IONIZATION_ENERGY, 1.0e5)
-_TINY = 1e-300
 
 
 class EOSConvergenceError(RuntimeError):
@@ -158,9 +157,10 @@ def _log_nuclei(ln0, ln1, ln2, lnhm, lnmol, comp):
     lat = lat.at[0].set(jnp.logaddexp(lat[0], lnhm))
     if comp.shape[0] == 0:
         return lat
-    mmax = jax.lax.stop_gradient(jnp.max(lnmol))
-    smol = comp.T @ jnp.exp(lnmol - mmax)  # (30,), >= 0
-    return jnp.logaddexp(lat, mmax + jnp.log(smol + _TINY))
+    # N_X = n_atoms,X (1 + sum_m c_mX n_m / n_atoms,X): log1p keeps every derivative finite
+    # for elements in no molecule (c_mX = 0), unlike log(0 + tiny); the exponent is capped.
+    expo = jnp.minimum(lnmol[:, None] - lat[None, :], 600.0)
+    return lat + jnp.log1p(jnp.sum(comp * jnp.exp(expo), axis=0))
 
 
 def _residual(y, args, mode):
