@@ -267,3 +267,18 @@ def test_property_monotone_where_physics_says(lam, factor, T):
     for f in (C.h_rayleigh_cross_section, C.he_rayleigh_cross_section,
               C.h2_rayleigh_cross_section):
         assert float(f(lam * factor)) < float(f(lam))
+
+
+def test_second_derivatives_finite():
+    s = C.ContinuumState(*(jnp.asarray(v) for v in (6000.0, 1e13, 1e17, 1e13, 1e9, 1e16, 1e12)),
+                         n_metal=jnp.full(7, 1e12), n_heii=jnp.asarray(1e10),
+                         n_heiii=jnp.asarray(1e8))
+
+    def f(lam, T):
+        a, sc = C.continuum_opacity(jnp.atleast_1d(lam), s._replace(T=T))
+        return jnp.log(jnp.sum(a + sc))
+
+    h = jax.jit(jax.hessian(f, argnums=(0, 1)))
+    for lam in (600.0, 3645.0, 16420.0, 1e5):
+        for T in (1000.0, 2500.0, 10080.0, 50000.0):  # the documented range starts at 1000 K
+            assert np.all(np.isfinite(np.asarray(jax.tree_util.tree_leaves(h(lam, T))))), (lam, T)

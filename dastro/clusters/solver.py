@@ -632,7 +632,8 @@ def solve_batch(W0, g, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13):
         try:
             _check_parameters(*(a.flat[i] for a in arrays), *([None] if ra is None else []))
         except ValueError as err:
-            raise ValueError(f"batch element {i} ({', '.join(names[:len(arrays)])}): {err}") from None
+            which = ", ".join(names[: len(arrays)])
+            raise ValueError(f"batch element {i} ({which}): {err}") from None
     flat = [jnp.asarray(a.ravel()) for a in arrays]
     if ra is None:
         models = jax.vmap(lambda w, gg: _solve(w, gg, None, rtol, atol))(*flat)
