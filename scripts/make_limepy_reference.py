@@ -46,7 +46,7 @@ def _local(model, r):
     # The cubic-Hermite interpolant can undershoot to -1e-16 next to rt: clip to W >= 0.
     phi = np.maximum(model.interp_phi(r), 0.0)
     rho = model._rhohat(phi, r, 0)
-    rv2 = np.array([model._rhov2int(p, x, model.raj[0]) for p, x in zip(phi, r)])
+    rv2 = np.array([model._rhov2int(p, x, model.raj[0]) for p, x in zip(phi, r, strict=False)])
     rv2r = rv2[:, 1] / model.rhoint0[0]
     rv2t = rv2[:, 2] / model.rhoint0[0]
     return rho, rv2r, rv2t
@@ -74,7 +74,7 @@ def _projected(model, R):
     pts = sorted({min(zt * f, zt) for f in (1e-3, 1e-2, 0.1, 0.5, 0.9, 0.99)})
     total = np.zeros(4)
     edges = [0.0, *pts, zt]
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in zip(edges[:-1], edges[1:], strict=False):
         if b > a:
             total += quad_vec(integrand, a, b, epsrel=1e-11, epsabs=0.0, limit=400)[0]
     return total
