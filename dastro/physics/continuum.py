@@ -32,8 +32,10 @@ Rayleigh H2    Dalgarno & Williams 1962           lambda >= 1300 A        lambda
 Thomson        sigma_T n_e                        all                     --
 =============  ================================  ======================  =================
 
-The summed coefficient is defined for ``LAMBDA_RANGE`` = 500 A - 300 um; a wavelength outside
-it (or NaN) raises ``ValueError`` outside ``jit`` and an ``eqx.error_if`` error inside.
+The summed coefficient is defined for ``LAMBDA_RANGE`` = 500 A - 300 um and
+1000 K <= T <= 60000 K; a wavelength outside the range (or NaN) raises ``ValueError`` outside
+``jit`` and an ``eqx.error_if`` error inside. Below 1000 K values stay finite but second
+derivatives can underflow to NaN.
 Not included: level dissolution near series limits (Hummer & Mihalas 1988), He I
 bound-free, H2- and collision-induced absorption, molecular bound-free (CH, OH).
 """
@@ -273,7 +275,9 @@ def _hydrogenic_bf(lam, T, n_ion, z, chi, ln_u):
     sig = jnp.where(nu >= nu1 / n**2, _KRAMERS * z**4 / (n**5 * nu**3) * gaunt, 0.0)
     explicit = jnp.dot(pops, sig)
     n_lo2 = (_N_EXPLICIT + 0.5) ** 2
-    e_lo = jnp.where(nu >= nu1 / n_lo2, jnp.exp(chi / (n_lo2 * kt)), 1.0 / x)
+    # long-wavelength branch: exp(h nu/kT) = 1/x; the floor keeps the unused branch (and its
+    # derivatives) finite where x underflows
+    e_lo = jnp.where(nu >= nu1 / n_lo2, jnp.exp(chi / (n_lo2 * kt)), 1.0 / jnp.maximum(x, 1e-30))
     tail = (2.0 * jnp.exp(-ln_u - chi / kt) * kt / (2 * chi) * (e_lo - 1.0)
             * _KRAMERS * z**4 / nu**3)
     return n_ion * (explicit + tail) * (1.0 - x)
