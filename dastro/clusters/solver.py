@@ -94,7 +94,8 @@ def _is_concrete(x) -> bool:
 
 
 def _check_scalar(name: str, value, *, lower: float, upper: float = math.inf,
-                  lower_open: bool = True, allow_inf: bool = False, what: str = "") -> None:
+                  lower_open: bool = True, upper_open: bool = False, allow_inf: bool = False,
+                  what: str = "") -> None:
     """Raise a ValueError naming `name` and its valid range if a concrete `value` is outside."""
     if not _is_concrete(value):
         return
@@ -106,22 +107,22 @@ def _check_scalar(name: str, value, *, lower: float, upper: float = math.inf,
         )
     v = float(arr)
     left = "(" if lower_open else "["
-    right = "]" if allow_inf else ")"
+    right = ")" if upper_open or math.isinf(upper) else "]"
     valid = f"{name} must be in {left}{lower:g}, {upper:g}{right}{what}"
     if math.isnan(v):
         raise ValueError(f"{name} is NaN; {valid}")
     if math.isinf(v) and not (allow_inf and v > 0):
         raise ValueError(f"{name} = {v}; {valid}")
-    if (v <= lower if lower_open else v < lower) or (v > upper if not allow_inf else False):
+    below = v <= lower if lower_open else v < lower
+    above = v >= upper if upper_open else v > upper
+    if below or above:
         raise ValueError(f"{name} = {v:g} is out of range; {valid}")
 
 
 def _check_parameters(W0, g, ra) -> None:
     _check_scalar("W0", W0, lower=0.0, upper=W0_MAX, what=" (dimensionless central potential)")
-    _check_scalar("g", g, lower=0.0, upper=G_UPPER, lower_open=False,
+    _check_scalar("g", g, lower=0.0, upper=G_UPPER, lower_open=False, upper_open=True,
                   what=" (truncation parameter; finite models need g < g_max(W0, ra))")
-    if g is not None and _is_concrete(g) and float(np.asarray(g)) >= G_UPPER:
-        raise ValueError(f"g = {float(g):g} is out of range; no finite model has g >= 3.5")
     if ra is not None:
         _check_scalar("ra", ra, lower=0.0, upper=math.inf, allow_inf=True,
                       what=" (anisotropy radius in units of r0; None or inf for isotropic)")
