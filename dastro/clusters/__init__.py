@@ -2,6 +2,7 @@
 
 from dastro.clusters.solver import (
     G_MODEL,
+    ClusterModel,
     LoweredIsothermal,
     Profiles,
     Projected,
@@ -10,4 +11,7 @@ from dastro.clusters.solver import (
     solve_batch,
 )
 
-__all__ = ["G_MODEL", "LoweredIsothermal", "Profiles", "Projected", "g_max", "solve", "solve_batch"]
+__all__ = [
+    "G_MODEL", "ClusterModel", "LoweredIsothermal", "Profiles", "Projected", "g_max", "solve",
+    "solve_batch",
+]

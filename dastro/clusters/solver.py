@@ -9,7 +9,7 @@ W = (phi(rt) - phi) / s^2 from W(0) = W0 outward to the truncation radius rt, wh
 
 Model units are those of astro-limepy, so results compare one to one: G = 9 / (4 pi), the
 King radius r0 = 1, the central density rho0 = 1 and s = 1 (so that r0^2 = 9 s^2 / (4 pi G
-rho0)). ``LoweredIsothermal.scale`` converts a model to physical units (Msun, pc, km/s) from a
+rho0)). ``ClusterModel.scale`` converts a model to physical units (Msun, pc, km/s) from a
 total mass and one radius.
 
 Numerics. The independent variable is t = ln(r / r0), which resolves both the core of
@@ -28,8 +28,9 @@ Every function here is a pure function of arrays: it works under ``jax.jit``, ``
 
 from __future__ import annotations
 
+import abc
 import math
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -194,12 +195,17 @@ def _integrate(W0, args: _Args, rtol: float, atol: float):
 # ----------------------------------------------------------------------------- the model
 
 
-class LoweredIsothermal(eqx.Module):
-    """A solved lowered-isothermal model, in model or physical units.
+class ClusterModel(eqx.Module):
+    """A lowered-isothermal model, in model or physical units (abstract).
 
-    Build with :func:`solve`; convert units with :meth:`scale`. Radii passed to the methods
-    and all outputs are in the model's current units: model units (G = 9/(4 pi), r0 = 1,
-    rho0 = 1, s = 1) after ``solve``, or Msun, pc, km/s after ``scale``.
+    Two final subclasses share this interface: :class:`LoweredIsothermal` (the exact ODE
+    solution, from :func:`solve`) and the emulator's model (``dastro.clusters.emulator``).
+    They differ only in how W(r) and G M(<r) between the inner radius and rt are obtained
+    (``_state_between``) and, optionally, in how projections are computed.
+
+    Build with :func:`solve` or ``emulate``; convert units with :meth:`scale`. Radii passed
+    to the methods and all outputs are in the model's current units: model units
+    (G = 9/(4 pi), r0 = 1, rho0 = 1, s = 1) after ``solve``, or Msun, pc, km/s after ``scale``.
 
     Scalars: rt, rh, rv, r0, ra (truncation, half-mass, virial, King, anisotropy radii), M,
     U and K (potential and total kinetic energy), Kr (radial kinetic energy), A (DF
@@ -212,7 +218,6 @@ class LoweredIsothermal(eqx.Module):
     g: jax.Array
     ra_model: jax.Array  # anisotropy radius in units of r0; inf for isotropic
     isotropic: bool = eqx.field(static=True)
-    solution: diffrax.Solution
     valid: jax.Array
     ln_rt: jax.Array
     gm_model: jax.Array  # G M in model units
@@ -232,7 +237,7 @@ class LoweredIsothermal(eqx.Module):
         """(velocity unit)^2 = G_phys M_unit / (G_model L_unit): s^2 in the current units."""
         return self.G * self.mass_unit / (G_MODEL * self.length_unit)
 
-    def scale(self, M, *, rh=None, rv=None, r0=None, rt=None, G=G_CLUSTER) -> LoweredIsothermal:
+    def scale(self, M, *, rh=None, rv=None, r0=None, rt=None, G=G_CLUSTER) -> ClusterModel:
         """The same model in physical units: total mass M and exactly one radius given.
 
         Args:
@@ -332,16 +337,22 @@ class LoweredIsothermal(eqx.Module):
         return rv2r / self.rho0_integral * self.velocity2_unit
 
     # --- profiles ------------------------------------------------------------------------
+    #: Inside this radius [r0] the central series W = W0 - 3/2 r^2, G M = 3 r^3 is used.
+    _r_inner: ClassVar[float] = _X_START
+
+    @abc.abstractmethod
+    def _state_between(self, t):
+        """(W, ln G M) at t = ln(r / r0) in [ln r_inner, ln rt]; t of any shape."""
+
     def _state(self, x):
         """(W, G M) in model units at model radii x >= 0 (any shape)."""
         x = jnp.asarray(x, float)
-        t_start = math.log(_X_START)
-        inner = x < _X_START
+        inner = x < self._r_inner
         outer = x >= jnp.exp(self.ln_rt)
         x_safe = jnp.where(inner | outer, 1.0, x)
-        t = jnp.clip(jnp.log(x_safe), t_start, self.ln_rt)
-        ys = jax.vmap(self.solution.evaluate)(t.ravel()).reshape(x.shape + (5,))
-        w_mid, gm_mid = ys[..., 0], jnp.exp(ys[..., 1])
+        t = jnp.clip(jnp.log(x_safe), math.log(self._r_inner), self.ln_rt)
+        w_mid, ln_gm_mid = self._state_between(t)
+        gm_mid = jnp.exp(ln_gm_mid)
         rt = jnp.exp(self.ln_rt)
         w_in = self.W0 - 1.5 * x**2
         gm_in = 3.0 * x**3
@@ -505,9 +516,24 @@ def _safe_sqrt(x):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
-_profiles = eqx.filter_jit(LoweredIsothermal._profiles)
-_projected = eqx.filter_jit(LoweredIsothermal._projected)
-_rhp = eqx.filter_jit(LoweredIsothermal._rhp)
+class LoweredIsothermal(ClusterModel):
+    """A lowered-isothermal model solved exactly (see :class:`ClusterModel` for the interface).
+
+    ``solution`` is the diffrax solution in t = ln(r / r0), whose 8th-order dense output gives
+    W and ln(G M) at any radius.
+    """
+
+    solution: diffrax.Solution
+
+    def _state_between(self, t):
+        ys = jax.vmap(self.solution.evaluate)(t.ravel()).reshape(t.shape + (5,))
+        return ys[..., 0], ys[..., 1]
+
+
+# jit at the entry points; the lambdas dispatch to the subclass's methods.
+_profiles = eqx.filter_jit(lambda model, r: model._profiles(r))
+_projected = eqx.filter_jit(lambda model, R: model._projected(R))
+_rhp = eqx.filter_jit(lambda model: model._rhp())
 
 
 def _check_radii(name, r):
