@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy.integrate import quad, solve_ivp
 
 from dastro.clusters import G_MODEL, g_max, solve, solve_batch
-from dastro.clusters.solver import _as_arrays, _solve
+from dastro.clusters.solver import _as_arrays, _solve, find_g_max
 
 REFERENCE = Path(__file__).parent / "data" / "limepy_reference.npz"
 SCALARS = ["rt", "rh", "rv", "M", "U", "K", "Kr", "A"]
@@ -236,15 +236,31 @@ def test_infinite_model_raises_outside_jit_and_is_flagged_inside():
     assert bool(batch.valid[0]) and not bool(batch.valid[1])
 
 
-def test_g_max_brackets_the_finite_models():
+def test_g_max_is_the_first_pole_of_rt():
+    """rt(g) grows without bound towards g_max(W0); beyond it the family ends."""
     gm = g_max(7.0)
-    assert 2.8 < gm < 3.0
-    assert bool(_solve(*_as_arrays(7.0, gm - 1e-3, None), 1e-10, 1e-12).valid)
-    assert not bool(_solve(*_as_arrays(7.0, gm + 1e-3, None), 1e-10, 1e-12).valid)
+    assert 2.2 < gm < 2.24
+    assert gm == pytest.approx(find_g_max(7.0), abs=1e-4)  # table vs direct computation
+    ln_rt = [float(_solve(*_as_arrays(7.0, gm - d, None), 1e-10, 1e-12).ln_rt)
+             for d in (1e-1, 1e-2, 1e-3, 1e-4)]
+    assert np.all(np.diff(ln_rt) > 0.5)  # rt keeps growing as g -> g_max
+    with pytest.raises(ValueError, match="g_max"):
+        solve(7.0, gm + 1e-3)
     # polytropic limit: g_max -> 3.5 as W0 -> 0
-    assert 3.45 < g_max(0.5) < 3.5
+    assert 3.44 < g_max(0.5) < 3.5
     # radial anisotropy lowers g_max
     assert g_max(7.0, 5.0) < g_max(7.0, 20.0) < gm
+
+
+@pytest.mark.parametrize("W0", [7.0, 9.0, 11.0])
+def test_islands_beyond_g_max_are_rejected(W0):
+    """(W0, 2.5): the ODE reaches W = 0 again (rt of 1e5 - 1e10 r0), past the first pole of
+    rt(g); astro-limepy calls these converged. They are not members of the family."""
+    raw = _solve(*_as_arrays(W0, 2.5, None), 1e-10, 1e-12)
+    assert bool(raw.reaches_edge) and float(raw.ln_rt) > math.log(1e5)
+    assert not bool(raw.valid)
+    with pytest.raises(ValueError, match="g_max"):
+        solve(W0, 2.5)
 
 
 # ------------------------------------------------------------------ bad input

@@ -6,12 +6,14 @@ from dastro.clusters.solver import (
     LoweredIsothermal,
     Profiles,
     Projected,
+    find_g_max,
     g_max,
+    g_max_isotropic,
     solve,
     solve_batch,
 )
 
 __all__ = [
-    "G_MODEL", "ClusterModel", "LoweredIsothermal", "Profiles", "Projected", "g_max", "solve",
-    "solve_batch",
+    "G_MODEL", "ClusterModel", "LoweredIsothermal", "Profiles", "Projected", "find_g_max",
+    "g_max", "g_max_isotropic", "solve", "solve_batch",
 ]

@@ -29,11 +29,14 @@ Every function here is a pure function of arrays: it works under ``jax.jit``, ``
 from __future__ import annotations
 
 import abc
+import functools
 import math
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import diffrax
 import equinox as eqx
+import interpax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,6 +54,8 @@ _X_START = 1e-6
 #: this radius is reported as infinite (its g is at or above g_max(W0, ra)).
 X_MAX = 1e10
 _MAX_STEPS = 1024
+#: Outside jit, anisotropic models with rt above this [r0] are checked against g_max(W0, ra).
+_RT_CHECK = 1e4
 #: Bounds of the model family handled here.
 W0_MAX = 30.0
 G_UPPER = 3.5  # polytropic limit: no finite models for g >= 3.5 (GZ15, Sect. 2.2)
@@ -524,6 +529,12 @@ class LoweredIsothermal(ClusterModel):
     """
 
     solution: diffrax.Solution
+    reaches_edge: jax.Array  # W reached 0 inside X_MAX (before the g_max check)
+
+    @property
+    def ln_rt_or_inf(self):
+        """ln(rt / r0) where the ODE reached W = 0, +inf where it did not."""
+        return jnp.where(self.reaches_edge, self.ln_rt, jnp.inf)
 
     def _state_between(self, t):
         ys = jax.vmap(self.solution.evaluate)(t.ravel()).reshape(t.shape + (5,))
@@ -579,7 +590,11 @@ def _solve(W0, g, ra, rtol, atol) -> LoweredIsothermal:
     rho0 = density_integral(W0, g)
     ra_arr = None if ra is None else jnp.asarray(ra, float)
     sol = _integrate(W0, _Args(g, ra_arr, rho0), rtol, atol)
-    valid = sol.event_mask & (sol.result == diffrax.RESULTS.event_occurred)
+    reaches_edge = sol.event_mask & (sol.result == diffrax.RESULTS.event_occurred)
+    valid = reaches_edge
+    if ra is None and _g_max_table() is not None:
+        # Beyond the first pole of rt(g) W can reach 0 again; those are not family members.
+        valid = valid & (g < g_max_isotropic(W0))
     ln_rt = sol.ts[-1]
     y_end = sol.ys[-1]
     gm = jnp.exp(y_end[1])
@@ -590,7 +605,8 @@ def _solve(W0, g, ra, rtol, atol) -> LoweredIsothermal:
     one = jnp.ones_like(W0)
     return LoweredIsothermal(
         W0=W0, g=g, ra_model=jnp.inf * one if ra is None else ra_arr,
-        isotropic=ra is None, solution=sol, valid=valid, ln_rt=ln_rt, gm_model=gm,
+        isotropic=ra is None, solution=sol, reaches_edge=reaches_edge, valid=valid,
+        ln_rt=ln_rt, gm_model=gm,
         U_model=U, K_model=y_end[3], Kr_model=y_end[4], rh_model=rh, rho0_integral=rho0,
         length_unit=one, mass_unit=one, G=G_MODEL * one,
     )
@@ -617,8 +633,15 @@ def solve(W0, g=1.0, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13) -> Lo
     """
     _check_parameters(W0, g, ra)
     model = _solve(*_as_arrays(W0, g, ra), rtol, atol)
-    if _is_concrete(model.valid) and not bool(model.valid):
+    if not _is_concrete(model.valid):
+        return model
+    if not bool(model.valid):
         _raise_invalid(W0, g, ra, model)
+    anisotropic = ra is not None and not (_is_concrete(ra) and math.isinf(float(ra)))
+    if anisotropic and float(model.ln_rt) > math.log(_RT_CHECK) and _is_concrete(g):
+        # Models past the first pole of rt(g) have rt > ~1e5 r0; check those against g_max.
+        if float(g) >= g_max(W0, ra):
+            _raise_invalid(W0, g, ra, model)
     return model
 
 
@@ -637,8 +660,8 @@ def _raise_invalid(W0, g, ra, model):
         )
     gm = g_max(W0, ra)
     raise ValueError(
-        f"the model (W0={float(W0):g}, g={float(g):g}, ra={ra}) has infinite mass or extent "
-        f"(no W = 0 inside {X_MAX:g} r0): g must be below g_max(W0, ra) = {gm:.6f}"
+        f"the model (W0={float(W0):g}, g={float(g):g}, ra={ra}) is outside the finite family: "
+        f"g must be below g_max(W0, ra) = {gm:.6f}, where rt diverges"
     )
 
 
@@ -669,31 +692,133 @@ def solve_batch(W0, g, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13):
     return models
 
 
-def g_max(W0, ra=None, *, tol: float = 1e-7) -> float:
-    """Largest g for which the model (W0, g, ra) has finite mass and extent.
+_SCAN_STEP = 0.01
+_G_SCAN = np.arange(0.0, G_UPPER, _SCAN_STEP)
 
-    Found by bisection on the outcome of the ODE solve (W reaches 0 inside X_MAX r0 or not).
-    For W0 -> 0 the models approach polytropes of index g + 3/2 and g_max -> 3.5.
 
-    Args:
-        W0: central potential (scalar, 0 < W0 <= 30).
-        ra: anisotropy radius [r0] or None for isotropic.
-        tol: absolute tolerance on g_max.
+@functools.lru_cache(maxsize=4)
+def _scan_solver(isotropic: bool):
+    if isotropic:
+        return jax.jit(jax.vmap(lambda w, g: _solve(w, g, None, 1e-10, 1e-12).ln_rt_or_inf))
+    return jax.jit(jax.vmap(lambda w, g, ra: _solve(w, g, ra, 1e-10, 1e-12).ln_rt_or_inf,
+                            in_axes=(None, 0, None)))
+
+
+def _ln_rt(W0, g, ra):
+    """ln(rt / r0) of one model, +inf where W does not reach 0 (outside jit)."""
+    return float(_solve(*_as_arrays(W0, g, ra), 1e-10, 1e-12).ln_rt_or_inf)
+
+
+def find_g_max(W0, ra=None, *, tol: float = 1e-8) -> float:
+    """The first g at which rt(g) diverges, for fixed (W0, ra): the edge of the model family.
+
+    rt grows with g and diverges at g_max. Beyond it the ODE can again reach W = 0 (rt(g)
+    has further poles, with "islands" of solutions of rt ~ 1e5 - 1e10 r0 between them), but
+    those are no longer the continuation of the finite family: astro-limepy reports them
+    "converged" at e.g. (W0, g) = (7, 2.5). Found by a scan of rt(g) in steps of 0.01, a
+    golden-section search for the first pole (rt > 1e10 r0 or a local maximum of rt above
+    1e8 r0), and a bisection of its rising side.
     """
     _check_scalar("W0", W0, lower=0.0, upper=W0_MAX)
     if ra is not None:
         _check_scalar("ra", ra, lower=0.0, allow_inf=True)
-    lo, hi = 0.0, G_UPPER
-
-    def finite(g):
-        return bool(_solve(*_as_arrays(W0, g, ra), 1e-10, 1e-12).valid)
-
-    if not finite(lo):
+    W0 = float(W0)
+    if ra is None:
+        ln_rt = np.asarray(_scan_solver(True)(jnp.full(_G_SCAN.size, W0), jnp.asarray(_G_SCAN)))
+    else:
+        ln_rt = np.asarray(_scan_solver(False)(jnp.asarray(W0), jnp.asarray(_G_SCAN),
+                                               jnp.asarray(float(ra))))
+    if not np.isfinite(ln_rt[0]):
         return 0.0
+    ln_big = math.log(1e8)
+    for i in range(1, _G_SCAN.size):
+        if not np.isfinite(ln_rt[i]):
+            lo, hi = _G_SCAN[i - 1], _G_SCAN[i]
+            break
+        peak = (i + 1 < _G_SCAN.size and ln_rt[i] > ln_rt[i - 1] and ln_rt[i] >= ln_rt[i + 1])
+        if not peak:
+            continue
+        # Golden-section search for the maximum of ln rt in the bracket around the peak.
+        a, b = _G_SCAN[i - 1], _G_SCAN[i + 1]
+        invphi = (math.sqrt(5.0) - 1.0) / 2.0
+        c, d = b - invphi * (b - a), a + invphi * (b - a)
+        fc, fd = _ln_rt(W0, c, ra), _ln_rt(W0, d, ra)
+        found = None
+        for _ in range(80):
+            if not math.isfinite(fc):
+                found = c
+                break
+            if not math.isfinite(fd):
+                found = d
+                break
+            if fc > fd:
+                b, d, fd = d, c, fc
+                c = b - invphi * (b - a)
+                fc = _ln_rt(W0, c, ra)
+            else:
+                a, c, fc = c, d, fd
+                d = a + invphi * (b - a)
+                fd = _ln_rt(W0, d, ra)
+            if b - a < tol:
+                break
+        if found is not None:
+            lo, hi = _G_SCAN[i - 1], found
+            break
+        if max(fc, fd) > ln_big:
+            return float(0.5 * (a + b))
+    else:
+        return float(G_UPPER)
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
-        if finite(mid):
+        if math.isfinite(_ln_rt(W0, mid, ra)):
             lo = mid
         else:
             hi = mid
-    return lo
+    return float(lo)
+
+
+# --- the shipped isotropic g_max(W0) table -----------------------------------------------
+G_MAX_TABLE = "g_max_isotropic.npz"
+_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@functools.lru_cache(maxsize=1)
+def _g_max_table():
+    path = _DATA / G_MAX_TABLE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        return np.asarray(data["W0"]), np.asarray(data["g_max"])
+
+
+def g_max_isotropic(W0) -> jax.Array:
+    """g_max(W0) of isotropic models from the shipped table (monotone cubic in W0; jit-able).
+
+    Built by scripts/build_g_max_table.py with :func:`find_g_max` (to 1e-8); between nodes the
+    interpolation is good to ~1e-4. Below the first node the first node's value is used.
+    """
+    table = _g_max_table()
+    if table is None:
+        raise FileNotFoundError(
+            f"{_DATA / G_MAX_TABLE} is missing; rebuild it with "
+            "`python scripts/build_g_max_table.py`"
+        )
+    w0_nodes, g_nodes = table
+    W0 = jnp.clip(jnp.asarray(W0, float), w0_nodes[0], w0_nodes[-1])
+    return interpax.interp1d(W0, jnp.asarray(w0_nodes), jnp.asarray(g_nodes), method="monotonic")
+
+
+def g_max(W0, ra=None) -> float:
+    """Largest g of the finite model family at (W0, ra) (see :func:`find_g_max`).
+
+    Isotropic models use the shipped table; anisotropic ones are computed (about 2 s; cached).
+    """
+    if ra is None or (_is_concrete(ra) and math.isinf(float(ra))):
+        _check_scalar("W0", W0, lower=0.0, upper=W0_MAX)
+        return float(g_max_isotropic(W0))
+    return _g_max_cached(float(W0), float(ra))
+
+
+@functools.lru_cache(maxsize=256)
+def _g_max_cached(W0: float, ra: float) -> float:
+    return find_g_max(W0, ra)
