@@ -1,0 +1,106 @@
+"""Build dastro/data/limepy_iso_table.npz: the isotropic lowered-isothermal emulator table.
+
+For every node of a (W0, q) grid, with g = g_max(W0) (1 - (0.05 / g_max(W0))^q) (q = 1 is the
+emulator's validity edge, 0.05 below the largest finite g; see emulator.g_from_q), the exact solver
+(dastro.clusters.solver) is run and stored:
+- the potential W and ln(G M(<r)) at Chebyshev-Lobatto nodes of the radial coordinate
+  tau = ln(r / r_in) / ln(rt / r_in), r_in = 1e-3 r0 (first kind, no node at rt);
+- the scalars ln rt, ln rh, ln(G M), U / (G M^2 / rh), K / (G M^2 / rh), ln rhp;
+- the projected quantities ln Sigma(R) and ln(Sigma v2p) at the same tau nodes in R (for
+  isotropic models v2R = v2T = v2p), regularised at the edge (see emulator.py).
+Derivatives along W0 and q for bicubic (tensor-product not-a-knot spline) interpolation are
+computed here with scipy and stored, so the emulator is C2 inside cells and C1 across them.
+The file's metadata records the grid, the dastro version, a SHA-256 of the arrays and the
+emulator's accuracy against the exact solver on random off-grid draws.
+
+Run:  python scripts/build_cluster_table.py [--n-w0 N] [--n-q N] [--n-tau N] [--check N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.interpolate import CubicSpline
+from tqdm import tqdm
+
+import dastro
+from dastro.clusters import emulator as emu
+from dastro.clusters.solver import _solve, g_max_isotropic
+
+OUT = Path(dastro.__file__).parent / "data" / emu.TABLE_NAME
+
+
+def _node_quantities(model, tau_nodes):
+    """Tabulated vector for one solved model (see emu.unpack for the layout)."""
+    ln_rt = model.ln_rt
+    t = emu.LN_R_IN + tau_nodes * (ln_rt - emu.LN_R_IN)
+    r = jnp.exp(t)
+    w, gm = model._state(r)
+    proj = model._projected(r)
+    rhp = model._rhp() / model.length_unit
+    scal = emu.pack_scalars(model, rhp)
+    return emu.pack(w, jnp.log(gm), proj, model.g, scal)
+
+
+def _spline_derivatives(x, f, axis):
+    return CubicSpline(x, f, axis=axis, bc_type="not-a-knot")(x, 1)
+
+
+def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Path = OUT):
+    t_start = time.time()
+    w0_nodes = np.linspace(emu.W0_MIN, emu.W0_MAX, n_w0)
+    q_nodes = emu.q_nodes(n_q)
+    tau_nodes = emu.chebyshev_nodes(n_tau)
+    g_max = np.asarray(g_max_isotropic(jnp.asarray(w0_nodes)))
+
+    quantities = jax.jit(jax.vmap(lambda m: _node_quantities(m, jnp.asarray(tau_nodes))))
+    table = []
+    for w0, gm in tqdm(list(zip(w0_nodes, g_max, strict=True)), desc="solving W0 rows"):
+        g = emu.g_from_q(q_nodes, gm)
+        models = jax.vmap(lambda w, gg: _solve(w, gg, None, 1e-12, 1e-14))(
+            jnp.full(n_q, w0), jnp.asarray(g))
+        if not bool(jnp.all(models.valid)):
+            raise RuntimeError(f"invalid model in the table at W0={w0}")
+        table.append(np.asarray(quantities(models)))
+    f = np.stack(table)  # (n_w0, n_q, n_values)
+    fx = _spline_derivatives(w0_nodes, f, 0)
+    fy = _spline_derivatives(q_nodes, f, 1)
+    fxy = _spline_derivatives(q_nodes, fx, 1)
+    # Derivatives enter the interpolant multiplied by a cell width: float32 (1e-7) suffices.
+    arrays = {
+        "w0_nodes": w0_nodes, "q_nodes": q_nodes, "tau_nodes": tau_nodes, "g_max": g_max,
+        "f": f, "fx": fx.astype(np.float32), "fy": fy.astype(np.float32),
+        "fxy": fxy.astype(np.float32),
+    }
+    meta = emu.make_metadata(arrays, n_tau=n_tau, build_seconds=time.time() - t_start)
+    emu.save_table(out, arrays, meta)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.time() - t_start:.0f} s)")
+    if n_check:
+        accuracy = emu.measure_accuracy(n_check, seed=seed, progress=True,
+                                        table=emu.load_table(out))
+        meta["accuracy"] = accuracy
+        emu.save_table(out, arrays, meta)
+        for name, row in accuracy["quantities"].items():
+            print(f"  {name:8s} median {row['median']:.1e}  p99 {row['p99']:.1e}  "
+                  f"max {row['max']:.1e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-w0", type=int, default=105)
+    parser.add_argument("--n-q", type=int, default=40)
+    parser.add_argument("--n-tau", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--check", type=int, default=300,
+                        help="random draws for the stored accuracy table")
+    args = parser.parse_args()
+    build(args.n_w0, args.n_q, args.n_tau, args.check, out=args.out)
+
+
+if __name__ == "__main__":
+    main()
