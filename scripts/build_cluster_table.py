@@ -3,13 +3,13 @@
 For every node of a (W0, q) grid, with g = g_max(W0) (1 - (0.05 / g_max(W0))^q) (q = 1 is the
 emulator's validity edge, 0.05 below the largest finite g; see emulator.g_from_q), the exact solver
 (dastro.clusters.solver) is run and stored:
-- the potential W and ln(G M(<r)) at Chebyshev-Lobatto nodes of the radial coordinate
+- W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of the radial coordinate
   tau = ln(r / r_in) / ln(rt / r_in), r_in = 1e-3 r0 (first kind, no node at rt);
 - the scalars ln rt, ln rh, ln(G M), U / (G M^2 / rh), K / (G M^2 / rh), ln rhp;
 - the projected quantities ln Sigma(R) and ln(Sigma v2p) at the same tau nodes in R (for
   isotropic models v2R = v2T = v2p), regularised at the edge (see emulator.py).
-Derivatives along W0 and q for bicubic (tensor-product not-a-knot spline) interpolation are
-computed here with scipy and stored, so the emulator is C2 inside cells and C1 across them.
+The emulator interpolates along W0 and q with the tensor-product not-a-knot cubic spline
+(derivatives computed when the table is loaded).
 The file's metadata records the grid, the dastro version, a SHA-256 of the arrays and the
 emulator's accuracy against the exact solver on random off-grid draws.
 
@@ -25,7 +25,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.interpolate import CubicSpline
 from tqdm import tqdm
 
 import dastro
@@ -44,11 +43,7 @@ def _node_quantities(model, tau_nodes):
     proj = model._projected(r)
     rhp = model._rhp() / model.length_unit
     scal = emu.pack_scalars(model, rhp)
-    return emu.pack(w, jnp.log(gm), proj, model.g, scal)
-
-
-def _spline_derivatives(x, f, axis):
-    return CubicSpline(x, f, axis=axis, bc_type="not-a-knot")(x, 1)
+    return emu.pack(w, jnp.log(gm), proj, model.g, scal, r / jnp.exp(ln_rt))
 
 
 def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Path = OUT):
@@ -68,14 +63,9 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
             raise RuntimeError(f"invalid model in the table at W0={w0}")
         table.append(np.asarray(quantities(models)))
     f = np.stack(table)  # (n_w0, n_q, n_values)
-    fx = _spline_derivatives(w0_nodes, f, 0)
-    fy = _spline_derivatives(q_nodes, f, 1)
-    fxy = _spline_derivatives(q_nodes, fx, 1)
-    # Derivatives enter the interpolant multiplied by a cell width: float32 (1e-7) suffices.
     arrays = {
         "w0_nodes": w0_nodes, "q_nodes": q_nodes, "tau_nodes": tau_nodes, "g_max": g_max,
-        "f": f, "fx": fx.astype(np.float32), "fy": fy.astype(np.float32),
-        "fxy": fxy.astype(np.float32),
+        "f": f,
     }
     meta = emu.make_metadata(arrays, n_tau=n_tau, build_seconds=time.time() - t_start)
     emu.save_table(out, arrays, meta)
@@ -92,11 +82,11 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-w0", type=int, default=105)
-    parser.add_argument("--n-q", type=int, default=40)
-    parser.add_argument("--n-tau", type=int, default=40)
+    parser.add_argument("--n-w0", type=int, default=201)
+    parser.add_argument("--n-q", type=int, default=41)
+    parser.add_argument("--n-tau", type=int, default=96)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--check", type=int, default=300,
+    parser.add_argument("--check", type=int, default=1000,
                         help="random draws for the stored accuracy table")
     args = parser.parse_args()
     build(args.n_w0, args.n_q, args.n_tau, args.check, out=args.out)

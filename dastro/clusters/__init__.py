@@ -1,5 +1,6 @@
 """Lowered-isothermal (LIMEPY-family) star-cluster models."""
 
+from dastro.clusters.emulator import emulate
 from dastro.clusters.solver import (
     G_MODEL,
     ClusterModel,
@@ -15,5 +16,5 @@ from dastro.clusters.solver import (
 
 __all__ = [
     "G_MODEL", "ClusterModel", "LoweredIsothermal", "Profiles", "Projected", "find_g_max",
-    "g_max", "g_max_isotropic", "solve", "solve_batch",
+    "g_max", "g_max_isotropic", "solve", "solve_batch", "emulate",
 ]

@@ -175,6 +175,19 @@ def _table_error(path, what):
     )
 
 
+def _bicubic(x, y, f) -> interpax.Interpolator2D:
+    """Tensor-product not-a-knot cubic spline through f[x, y, ...] as a bicubic Hermite patch.
+
+    The knot derivatives come from 1D not-a-knot splines (interpax.CubicSpline) along each
+    axis; that is exactly the tensor-product spline, C2 inside cells and across them.
+    """
+    x, y, f = jnp.asarray(x), jnp.asarray(y), jnp.asarray(f)
+    fx = interpax.CubicSpline(x, f, axis=0, bc_type="not-a-knot")(x, 1)
+    fy = interpax.CubicSpline(y, f, axis=1, bc_type="not-a-knot")(y, 1)
+    fxy = interpax.CubicSpline(y, fx, axis=1, bc_type="not-a-knot")(y, 1)
+    return interpax.Interpolator2D(x, y, f, method="cubic", fx=fx, fy=fy, fxy=fxy)
+
+
 @functools.lru_cache(maxsize=4)
 def load_table(path: str | Path | None = None) -> EmulatorTable:
     """Read and check the emulator table (cached: read once per process).
@@ -189,7 +202,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            keys = ["w0_nodes", "q_nodes", "tau_nodes", "g_max", "f", "fx", "fy", "fxy"]
+            keys = ["w0_nodes", "q_nodes", "tau_nodes", "g_max", "f"]
             arrays = {k: np.asarray(data[k], dtype=np.float64) for k in keys}
     except Exception as err:  # noqa: BLE001 -- any read failure is a corrupt table
         raise _table_error(path, f"cannot be read ({err})") from None
@@ -203,10 +216,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     if arrays["f"].shape[-1] != 4 * n_tau + N_SCALARS:
         raise _table_error(path, f"rows have {arrays['f'].shape[-1]} values, expected "
                                  f"{4 * n_tau + N_SCALARS}")
-    rows = interpax.Interpolator2D(
-        arrays["w0_nodes"], arrays["q_nodes"], arrays["f"], method="cubic",
-        fx=arrays["fx"], fy=arrays["fy"], fxy=arrays["fxy"],
-    )
+    rows = _bicubic(arrays["w0_nodes"], arrays["q_nodes"], arrays["f"])
     g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "

@@ -1,0 +1,154 @@
+"""The isotropic emulator against the exact solver: accuracy, smoothness, box, table integrity."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dastro.clusters import emulator as emu
+from dastro.clusters import solve
+
+TABLE = emu.load_table()
+
+
+def test_table_metadata_and_size():
+    meta = TABLE.metadata
+    assert meta["table_version"] == emu.TABLE_VERSION
+    assert meta["made_by"] == "scripts/build_cluster_table.py"
+    assert "accuracy" in meta
+    path = emu._DATA / emu.TABLE_NAME
+    assert path.stat().st_size < 30e6
+
+
+# Measured accuracy of the shipped table (1000 draws, build script): median 1e-7 (scalars) to
+# 7e-5 (profiles, including r up to 0.99 rt); p99 2e-5 (scalars) to 5e-3 (profiles near rt).
+# Issue 3's target (max 1e-5) is not reached yet; these bounds guard what is achieved.
+MEDIAN_BOUND = {"rt": 1e-6, "rh": 1e-6, "M": 1e-6, "U": 1e-6, "K": 1e-6, "rhp": 1e-6,
+                "phi": 1e-4, "rho": 2e-4, "mc": 2e-6, "v2": 1e-4, "Sigma": 2e-4, "v2p": 1e-4}
+
+
+def test_random_models_match_the_exact_solver():
+    acc = emu.measure_accuracy(12, seed=123)
+    for name, row in acc["quantities"].items():
+        assert row["median"] < 10 * MEDIAN_BOUND[name], (name, row)
+        assert row["max"] < 0.05, (name, row)
+
+
+def test_shipped_accuracy_table():
+    acc = TABLE.metadata["accuracy"]
+    assert acc["n"] >= 1000
+    for name, row in acc["quantities"].items():
+        assert row["median"] < MEDIAN_BOUND[name], (name, row)
+        assert row["p99"] < 1e-2, (name, row)
+
+
+def test_same_interface_and_units_as_the_exact_model():
+    exact = solve(6.3, 1.4).scale(2e5, rh=3.5)
+    fast = emu.emulate(6.3, 1.4).scale(2e5, rh=3.5)
+    r = np.linspace(0.0, 1.2 * float(exact.rt), 30)
+    for a, b in zip(exact.profiles(r), fast.profiles(r), strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4,
+                                   atol=1e-6 * float(np.max(np.abs(np.asarray(a)))))
+    for name in ["rt", "rh", "rv", "M", "K", "U", "A", "s2", "sigma0_2"]:
+        assert float(getattr(fast, name)) == pytest.approx(float(getattr(exact, name)),
+                                                           rel=1e-5), name
+    assert float(fast.projected_half_mass_radius()) == pytest.approx(
+        float(exact.projected_half_mass_radius()), rel=1e-5)
+
+
+def _scalar_and_profile(w0, g):
+    m = emu._emulate(TABLE, w0, g)
+    r = jnp.exp(m.ln_rt) * jnp.array([0.05, 0.5])
+    return jnp.concatenate([jnp.stack([m.ln_rt, m.rh_model]), m._profiles(r).rho,
+                            m._projected(r).Sigma])
+
+
+def test_gradients_match_finite_differences_and_the_exact_solver():
+    f = jax.jit(_scalar_and_profile)
+    jac = jax.jacrev(f, argnums=(0, 1))(6.3, 1.4)
+    for i, h in enumerate([1e-4, 1e-4]):
+        args = [6.3, 1.4]
+        args[i] += h
+        up = np.asarray(f(*args))
+        args[i] -= 2 * h
+        down = np.asarray(f(*args))
+        np.testing.assert_allclose(np.asarray(jac[i]), (up - down) / (2 * h), rtol=1e-5,
+                                   atol=1e-9)
+
+
+def test_gradient_is_continuous_across_a_cell_boundary():
+    """Derivatives just either side of a W0 node and a q node agree (the spline is C1)."""
+    f = jax.jit(jax.grad(lambda w, g: emu._emulate(TABLE, w, g).ln_rt, argnums=(0, 1)))
+    w_node = float(TABLE.w0_nodes[20])
+    eps = 1e-9
+    left = np.asarray(f(w_node - eps, 1.0))
+    right = np.asarray(f(w_node + eps, 1.0))
+    np.testing.assert_allclose(left, right, rtol=1e-6)
+    q_node = float(TABLE.q_nodes[10])
+    g_node = float(emu.g_from_q(q_node, emu.g_hi(5.0) + emu.G_MARGIN))
+    np.testing.assert_allclose(np.asarray(f(5.0, g_node - eps)), np.asarray(f(5.0, g_node + eps)),
+                               rtol=1e-6)
+
+
+def test_vmap_over_models():
+    w0 = jnp.array([1.0, 5.0, 12.0])
+    g = jnp.array([0.2, 1.0, 1.9])
+    rts = jax.vmap(lambda a, b: emu._emulate(TABLE, a, b).rt)(w0, g)
+    for i in range(3):
+        assert float(rts[i]) == pytest.approx(float(emu.emulate(float(w0[i]), float(g[i])).rt))
+
+
+# ------------------------------------------------------------------ the box and bad input
+
+@settings(max_examples=30, deadline=None)
+@given(bad=st.one_of(st.floats(max_value=0.4999), st.floats(min_value=14.0001),
+                     st.just(float("nan"))))
+def test_W0_outside_the_box_is_rejected(bad):
+    with pytest.raises(ValueError, match="W0"):
+        emu.emulate(bad, 1.0)
+
+
+def test_g_beyond_the_box_is_rejected_and_flagged_under_jit():
+    edge = float(emu.g_hi(7.0))
+    emu.emulate(7.0, edge - 1e-6)
+    with pytest.raises(ValueError, match="outside the emulator box"):
+        emu.emulate(7.0, edge + 1e-3)
+    flagged = jax.jit(lambda w, g: emu._emulate(TABLE, w, g).rt)(7.0, edge + 1e-3)
+    assert np.isnan(float(flagged))
+
+
+def test_anisotropic_request_is_refused():
+    with pytest.raises(ValueError, match="isotropic"):
+        emu.emulate(5.0, 1.0, ra=5.0)
+
+
+def test_missing_or_corrupt_table_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match="file not found"):
+        emu.load_table(tmp_path / "nope.npz")
+    src = emu._DATA / emu.TABLE_NAME
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a table")
+    with pytest.raises(ValueError, match="cannot be read"):
+        emu.load_table(broken)
+    # Same file with one number changed: the hash no longer matches.
+    copy = tmp_path / "edited.npz"
+    shutil.copy(src, copy)
+    with np.load(copy) as data:
+        arrays = {k: np.array(data[k]) for k in data.files}
+    arrays["f"][3, 3, 3] *= 1.0001
+    np.savez_compressed(copy, **arrays)
+    with pytest.raises(ValueError, match="SHA-256"):
+        emu.load_table(copy)
+    # A table from another layout version.
+    meta = json.loads(str(arrays["meta"]))
+    meta["table_version"] = emu.TABLE_VERSION + 1
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    arrays["f"][3, 3, 3] /= 1.0001
+    np.savez_compressed(copy, **arrays)
+    with pytest.raises(ValueError, match="layout version"):
+        emu.load_table(copy)
