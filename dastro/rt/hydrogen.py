@@ -4,7 +4,10 @@ Method (adequate for the wings of H-alpha..H-epsilon in FGK stars, where the Sta
 narrower than the Doppler core and the wings are formed by the quasi-static Stark effect and by
 resonance broadening by neutral hydrogen):
 
-* Wavelength: ``1/lambda = R_H (1/4 - 1/u^2)`` (vacuum), R_H = 109677.583 cm^-1.
+* Wavelengths: the standard-air values of the NIST Atomic Spectra Database (fine-structure
+  weighted; H-alpha 6562.79 A ... H10 3797.90 A) converted to vacuum with
+  :func:`dastro.rt.lines.air_to_vacuum` (H-alpha 6564.61 A); the Bohr formula
+  ``1/lambda = R_H (1/4 - 1/u^2)`` would be 0.09 A too red for H-alpha.
 * Oscillator strengths f(2 -> u) of Wiese & Fuhr (2009, J. Phys. Chem. Ref. Data 38, 565).
 * Lower-level population ``n_HI g_2 exp(-E_2/kT) / U_H`` (g_2 = 8, E_2 = 10.19881 eV),
   stimulated emission included.
@@ -33,9 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dastro import constants as const
+from dastro.rt.lines import air_to_vacuum
 from dastro.rt.voigt import voigt_hjerting
 
-__all__ = ["BALMER_F", "balmer_absorption", "balmer_levels_near", "balmer_wavelength"]
+__all__ = ["BALMER_AIR", "BALMER_F", "balmer_absorption", "balmer_levels_near", "balmer_wavelength"]
 
 R_H = 109677.583  # [cm^-1]
 E2_EV = 10.19881  # energy of n = 2 [eV]
@@ -50,9 +54,15 @@ _HC_K_AA = const.hc / const.k_B * 1e8
 _INT_WING = math.sqrt(math.pi) * math.gamma(0.75) / (2 * math.gamma(1.25))  # int_0^inf (1+u^2)^-5/4
 
 
+#: standard-air wavelengths [A] (NIST ASD)
+BALMER_AIR = {3: 6562.79, 4: 4861.35, 5: 4340.47, 6: 4101.74, 7: 3970.07, 8: 3889.05,
+              9: 3835.38, 10: 3797.90}
+_BALMER_VAC = {u: float(air_to_vacuum(w)) for u, w in BALMER_AIR.items()}
+
+
 def balmer_wavelength(u: int) -> float:
     """Vacuum wavelength [A] of the Balmer line 2 -> u."""
-    return 1e8 / (R_H * (0.25 - 1.0 / u**2))
+    return _BALMER_VAC[u]
 
 
 def balmer_levels_near(lam_min: float, lam_max: float) -> list[int]:
