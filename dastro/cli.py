@@ -2,6 +2,7 @@
 
     dastro --version
     dastro model --W0 7 --g 1 [--ra 20] [--M 1e5 --rh 3] [--plot out.png]
+    dastro synth ATMOSPHERE LINELIST --start 5150 --end 5200 --step 0.01 -o out.fits
     dastro demo
 
 ``model`` solves one lowered-isothermal model, prints its scalars and writes a PNG of its
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="PNG file for the profiles (default dastro_model.png)")
     model.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
 
+    sub.add_parser("synth", help="synthesise a spectrum from a model atmosphere and a line "
+                   "list (see `dastro synth --help`)", add_help=False)
+
     demo = sub.add_parser("demo", help="run the embedded default models and plot them")
     demo.add_argument("--outdir", type=Path, default=Path("."),
                       help="folder for the PNG files (default: current folder)")
@@ -90,7 +94,8 @@ def _scalars(model, physical: bool) -> list[tuple[str, float, str]]:
     return [(name, float(np.asarray(value)), unit) for name, value, unit in rows]
 
 
-def _print_table(rows, out=sys.stdout) -> None:
+def _print_table(rows, out=None) -> None:
+    out = sys.stdout if out is None else out
     for name, value, unit in rows:
         print(f"  {name:>8s} = {value:14.7g}  {unit}", file=out)
 
@@ -192,6 +197,11 @@ def _run_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["synth"]:
+        from dastro.rt.cli_synth import run_synth
+
+        return run_synth(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "model":
