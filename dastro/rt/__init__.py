@@ -1,8 +1,10 @@
-"""Radiative transfer inputs: line lists and the Voigt profile (see docs/rt_inputs.md).
+"""Radiative transfer: line lists, Voigt profile, line opacity, formal solution, synthesis.
 
 ``dastro.rt.lines`` reads VALD, Kurucz (gfall), MOOG and Turbospectrum line lists into a
 ``LineList`` and converts air and vacuum wavelengths; ``dastro.rt.voigt`` computes the Faddeeva
-function and the Voigt profile in JAX.
+function and the Voigt profile in JAX (docs/rt_inputs.md). ``dastro.rt.line_opacity`` and
+``dastro.rt.hydrogen`` give line absorption, ``dastro.rt.transfer`` the formal solution and
+``dastro.rt.synth.synthesize`` the spectrum (docs/rt.md).
 """
 
 from dastro.rt.lines import (
@@ -15,10 +17,13 @@ from dastro.rt.lines import (
     read_vald,
     vacuum_to_air,
 )
+from dastro.rt.synth import Spectrum, SynthesisPlan, synthesis_plan, synthesize
 from dastro.rt.voigt import faddeeva, voigt_hjerting, voigt_profile, voigt_profile_x
 
 __all__ = [
     "LineList",
+    "Spectrum",
+    "SynthesisPlan",
     "air_to_vacuum",
     "faddeeva",
     "read_gfall",
@@ -26,6 +31,8 @@ __all__ = [
     "read_moog",
     "read_turbospectrum",
     "read_vald",
+    "synthesis_plan",
+    "synthesize",
     "vacuum_to_air",
     "voigt_hjerting",
     "voigt_profile",
