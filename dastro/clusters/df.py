@@ -211,8 +211,12 @@ def df_tables(model) -> DFTables:
     x_step = x_max / (_N_X - 1)
     hs = g + jnp.array([0.0, 0.5, 1.0, 1.5])
     logF, dlogF = jax.vmap(lambda h: _log_f_series(h, xg))(hs)
-    ra = jnp.asarray(model.ra, float)
-    inv_ra2 = jnp.where(jnp.isinf(ra), 0.0, 1.0 / jnp.where(jnp.isinf(ra), 1.0, ra) ** 2)
+    if iso:
+        # do not touch model.ra (= inf * length unit): its reverse pass gives 0 * inf = NaN
+        inv_ra2 = jnp.zeros(())
+    else:
+        ra = jnp.asarray(model.ra, float)
+        inv_ra2 = jnp.where(jnp.isinf(ra), 0.0, 1.0 / jnp.where(jnp.isinf(ra), 1.0, ra) ** 2)
     return DFTables(
         rt=rt, r0=r0, r_c=r_c, eta_step=eta_step, W=W, dW=dW, q=q, dq=dq, x_step=x_step,
         logF=logF, dlogF=dlogF * x_step, g=g, inv_ra2=inv_ra2, s=jnp.sqrt(s2),
@@ -316,12 +320,12 @@ def _line_of_sight(tab: DFTables, X, Y, c, integrand):
 
 
 def _one_6d(tab: DFTables, X, Y, z, ux, uy, uz):
-    r = jnp.sqrt(X**2 + Y**2 + z**2)
+    r = _safe_sqrt(X**2 + Y**2 + z**2)  # finite gradient at the centre
     w = _w_at(tab, r)
     u2 = ux**2 + uy**2 + uz**2
     x = w - 0.5 * u2
     valid = (r < tab.rt) & (x > 0)
-    rs = jnp.where(valid, r, 1.0)
+    rs = jnp.where(valid & (r > 0), r, 1.0)
     xs = jnp.where(valid, x, 1.0)
     log_e = jnp.log(_e_h(tab, 0, xs))
     ur = (ux * X + uy * Y + uz * z) / rs
@@ -441,7 +445,8 @@ def _batched(fn, tab, arrays, chunk):
         return vfn(tab, *flat).reshape(shape)
     n_chunks = -(-n // chunk)
     pad = n_chunks * chunk - n
-    padded = [jnp.concatenate([a, jnp.zeros(pad, a.dtype)]).reshape(n_chunks, chunk)
+    # padding stars copy the first star (a valid, ordinary point); their results are dropped
+    padded = [jnp.concatenate([a, jnp.full(pad, a[0], a.dtype)]).reshape(n_chunks, chunk)
               for a in flat]
     body = jax.checkpoint(lambda xs: vfn(tab, *xs))
     out = jax.lax.map(body, padded)
@@ -510,8 +515,7 @@ def _log_density_6d(model, x, y, z, vx, vy, vz, centre):
     tab = _tables(model)
     X, Y = x - centre.x, y - centre.y
     ux, uy, uz = (vx - centre.vx) / tab.s, (vy - centre.vy) / tab.s, (vz - centre.vz) / tab.s
-    out = _batched(_one_6d, tab, [X, Y, z, ux, uy, uz], _CHUNK)
-    return out - 3.0 * jnp.log(tab.s)
+    return _batched(_one_6d, tab, [X, Y, z, ux, uy, uz], _CHUNK)
 
 
 def log_density_6d(model, x, y, z, vx, vy, vz, *, centre=None, mass=None):
@@ -569,7 +573,7 @@ def _log_density_xy_vlos(model, x, y, vz, centre):
     tab = _tables(model)
     uz = (vz - centre.vz) / tab.s
     chunk = _CHUNK if tab.isotropic else _CHUNK_ANISO // 8
-    return _batched(_one_vlos, tab, [x - centre.x, y - centre.y, uz], chunk) - jnp.log(tab.s)
+    return _batched(_one_vlos, tab, [x - centre.x, y - centre.y, uz], chunk)
 
 
 def log_density_xy_vlos(model, x, y, vz, *, centre=None, mass=None):
@@ -584,8 +588,7 @@ def _log_density_xy_pm(model, x, y, vx, vy, centre):
     tab = _tables(model)
     ux, uy = (vx - centre.vx) / tab.s, (vy - centre.vy) / tab.s
     chunk = _CHUNK if tab.isotropic else _CHUNK_ANISO
-    out = _batched(_one_pm, tab, [x - centre.x, y - centre.y, ux, uy], chunk)
-    return out - 2.0 * jnp.log(tab.s)
+    return _batched(_one_pm, tab, [x - centre.x, y - centre.y, ux, uy], chunk)
 
 
 def log_density_xy_pm(model, x, y, vx, vy, *, centre=None, mass=None):
@@ -599,8 +602,7 @@ def log_density_xy_pm(model, x, y, vx, vy, *, centre=None, mass=None):
 def _log_density_xy_v3(model, x, y, vx, vy, vz, centre):
     tab = _tables(model)
     ux, uy, uz = (vx - centre.vx) / tab.s, (vy - centre.vy) / tab.s, (vz - centre.vz) / tab.s
-    out = _batched(_one_v3, tab, [x - centre.x, y - centre.y, ux, uy, uz], _CHUNK)
-    return out - 3.0 * jnp.log(tab.s)
+    return _batched(_one_v3, tab, [x - centre.x, y - centre.y, ux, uy, uz], _CHUNK)
 
 
 def log_density_xy_v3(model, x, y, vx, vy, vz, *, centre=None, mass=None):
