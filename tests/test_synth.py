@@ -158,14 +158,19 @@ def test_gradients_match_finite_differences(msun, ges, small):
             (argnum, k)
 
 
-def test_jit_and_trace_needs_plan(msun, ges, small):
+def test_traced_call_needs_plan(msun, ges, small):
+    wl, _ = small
+    with pytest.raises(ValueError, match="plan"):
+        jax.jit(lambda T: synthesize(eqx.tree_at(lambda a: a.T, msun, T), ges, wl,
+                                     check_range=False).flux)(msun.T)
+
+
+@pytest.mark.slow
+def test_jit_matches_eager(msun, ges, small):
     wl, plan = small
     f = jax.jit(lambda T: synthesize(eqx.tree_at(lambda a: a.T, msun, T), ges, plan=plan).flux)
     np.testing.assert_allclose(np.asarray(f(msun.T)),
                                np.asarray(synthesize(msun, ges, plan=plan).flux), rtol=1e-12)
-    with pytest.raises(ValueError, match="plan"):
-        jax.jit(lambda T: synthesize(eqx.tree_at(lambda a: a.T, msun, T), ges, wl,
-                                     check_range=False).flux)(msun.T)
 
 
 def test_bad_input(msun, ges):
@@ -198,6 +203,7 @@ def test_missing_column_in_line_list(tmp_path):
         read_turbospectrum(p)
 
 
+@pytest.mark.slow
 def test_example_runs(tmp_path):
     import runpy
     import warnings
@@ -216,15 +222,27 @@ def test_cli_writes_csv_fits_and_plot(tmp_path):
     from dastro.rt.cli_synth import run_synth
 
     base = [str(MSUN), str(GES_5170), "--start", "5172.5", "--end", "5172.9", "--step",
-            "0.05", "--no-hydrogen", "--chunk", "0.2", "--no-progress"]
+            "0.05", "--no-hydrogen", "--no-progress"]
     assert run_synth(base + ["-o", str(tmp_path / "s.csv"), "--plot",
                              str(tmp_path / "s.png")]) == 0
     t = Table.read(tmp_path / "s.csv", format="ascii.csv")
     assert len(t) == 9 and np.all(t["normalized"] <= 1.0 + 1e-12)
     assert (tmp_path / "s.png").stat().st_size > 1000
-    assert run_synth(base + ["-o", str(tmp_path / "s.fits")]) == 0
+    assert run_synth(base + ["-o", str(tmp_path / "s.fits")]) == 0  # same plan: no recompile
     tf = Table.read(tmp_path / "s.fits")
     assert tf.meta["MEDIUM"] == "air"
-    np.testing.assert_allclose(tf["flux"], t["flux"], rtol=1e-6)
+    np.testing.assert_allclose(tf["flux"], t["flux"], rtol=1e-12)
     with pytest.raises(SystemExit):
         run_synth([str(MSUN), str(GES_5170), "--start", "5172", "--end", "5171", "-o", "x.csv"])
+
+
+@pytest.mark.slow
+def test_cli_chunks_with_progress(tmp_path):
+    from astropy.table import Table
+
+    from dastro.rt.cli_synth import run_synth
+
+    args = [str(MSUN), str(GES_5170), "--start", "5172.5", "--end", "5172.9", "--step", "0.05",
+            "--no-hydrogen", "--chunk", "0.2", "-o", str(tmp_path / "c.csv")]
+    assert run_synth(args) == 0
+    assert len(Table.read(tmp_path / "c.csv", format="ascii.csv")) == 9
