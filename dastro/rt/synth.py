@@ -283,7 +283,7 @@ def line_absorption(plan: SynthesisPlan, linelist_vac: LineList, layers: LayerSt
     n = lam.size
     n_l = layers.T.shape[0]
     wmax = max([g[0] for g in plan.groups], default=0)
-    acc = jnp.zeros((n_l, n + 2 * wmax))
+    acc = jnp.zeros((n + 2 * wmax, n_l))  # pixels first: each scatter row is contiguous
     lam_pad = jnp.concatenate([jnp.full(wmax, lam[0]), lam, jnp.full(wmax, lam[-1])])
     for w, idx, ctr, sp, ch in plan.groups:
         arrs = _line_arrays(linelist_vac, idx, sp, ch)
@@ -294,9 +294,9 @@ def line_absorption(plan: SynthesisPlan, linelist_vac: LineList, layers: LayerSt
         x = (lam_p[:, None, :] - arrs["lam0"][:, None, None]) / dld[:, :, None]
         prof = voigt_hjerting(a[:, :, None], x) * (amp / (_SQRT_PI * dld))[:, :, None]
         prof = jnp.where(valid[:, None, :], prof, 0.0)  # (k, L, 2w)
-        vals = jnp.transpose(prof, (1, 0, 2)).reshape(n_l, -1)
-        acc = acc.at[:, pix.reshape(-1)].add(vals)
-    return acc[:, wmax:wmax + n]
+        vals = jnp.transpose(prof, (0, 2, 1)).reshape(-1, n_l)
+        acc = acc.at[pix.reshape(-1)].add(vals)
+    return acc[wmax:wmax + n].T
 
 
 def _core(plan: SynthesisPlan, atm: ModelAtmosphere, ll_vac: LineList, abundances, vmic,
