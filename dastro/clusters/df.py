@@ -319,6 +319,12 @@ def _line_of_sight(tab: DFTables, X, Y, c, integrand):
     return jnp.where(valid & pos, log_total, -jnp.inf)
 
 
+def _plus(log_norm, log_los):
+    """log_norm + log_los, -inf (with zero gradient for log_norm) where log_los is -inf."""
+    ok = log_los > -jnp.inf
+    return jnp.where(ok, log_norm + jnp.where(ok, log_los, 0.0), -jnp.inf)
+
+
 def _one_6d(tab: DFTables, X, Y, z, ux, uy, uz):
     r = _safe_sqrt(X**2 + Y**2 + z**2)  # finite gradient at the centre
     w = _w_at(tab, r)
@@ -369,7 +375,7 @@ def _one_v3(tab: DFTables, X, Y, ux, uy, uz):
             e = _e_h(tab, 0, w - c)
             return e * (_aniso_factor(tab, X, Y, z, r, ux, uy, uz)
                         + _aniso_factor(tab, X, Y, -z, r, ux, uy, uz))
-    return tab.log_a_over_m + _line_of_sight(tab, X, Y, c, integrand)
+    return _plus(tab.log_a_over_m, _line_of_sight(tab, X, Y, c, integrand))
 
 
 # Endpoint maps for the velocity quadratures (t in [-1, 1] Gauss-Legendre nodes):
@@ -400,7 +406,7 @@ def _one_pm(tab: DFTables, X, Y, ux, uy):
             fac = (_aniso_factor(tab, X, Y, z[..., None], r[..., None], ux, uy, uz)
                    + _aniso_factor(tab, X, Y, -z[..., None], r[..., None], ux, uy, uz))
             return jnp.sum(e * fac * dy, axis=-1) * qv[..., 0]
-    return log_norm + _line_of_sight(tab, X, Y, c, integrand)
+    return _plus(log_norm, _line_of_sight(tab, X, Y, c, integrand))
 
 
 def _one_vlos(tab: DFTables, X, Y, uz):
@@ -427,7 +433,7 @@ def _one_vlos(tab: DFTables, X, Y, uz):
             fac = (_aniso_factor(tab, X, Y, zz, rr, ux, uy, uz)
                    + _aniso_factor(tab, X, Y, -zz, rr, ux, uy, uz))
             return jnp.sum(e * fac * rho_v * dy, axis=(-2, -1)) * qv[..., 0, 0] * dth
-    return log_norm + _line_of_sight(tab, X, Y, c, integrand)
+    return _plus(log_norm, _line_of_sight(tab, X, Y, c, integrand))
 
 
 # ----------------------------------------------------------------------------- batching
