@@ -380,3 +380,16 @@ def test_bad_centre_and_mass_raise():
 
 
 _TAB = df.df_tables(solve(*ISO))
+
+
+def test_public_exports():
+    import dastro.clusters as c
+    from dastro.clusters import sample as sample_mod
+
+    for name in ["Centre", "DFTables", "df_tables", "log_density_6d", "log_density_xy",
+                 "log_density_xy_vlos", "log_density_xy_pm", "log_density_xy_v3",
+                 "log_density_R"]:
+        assert name in c.__all__ and getattr(c, name) is getattr(df, name)
+    for name in ["sample", "MockCluster", "to_sky"]:
+        assert name in c.__all__ and callable(getattr(c, name))
+    assert sample_mod is sample
