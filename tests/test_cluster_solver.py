@@ -206,6 +206,19 @@ def test_gradient_near_g_max():
     assert grad > 0  # rt grows without bound towards g_max
 
 
+def test_public_solve_under_plain_grad():
+    """jax.grad through solve() itself (not _solve): its validity checks skip tracers."""
+    W0, g, ra = 5.0, 1.5, 3.0
+
+    def rt(w):
+        return solve(w, g, ra).rt
+
+    grad = float(jax.grad(rt)(jnp.asarray(W0)))
+    fd = float(_fd(lambda w: float(rt(w)), W0, 1e-4))
+    assert np.isfinite(grad)
+    assert grad == pytest.approx(fd, rel=1e-6)
+
+
 # ------------------------------------------------------------------ batches and validity
 
 def test_batch_equals_single_solves():

@@ -626,7 +626,8 @@ def solve(W0, g=1.0, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13) -> Lo
     Returns:
         A :class:`LoweredIsothermal`. Outside jit, a model with g >= g_max (infinite mass or
         extent) raises a ValueError; under jit or vmap it comes back with ``valid`` False and
-        NaN outputs.
+        NaN outputs. ``solve`` works under ``jax.grad`` (and jvp) directly; there the extra
+        anisotropic check against g_max (for models with rt > 1e4 r0) is skipped.
 
     Raises:
         ValueError: W0, g or ra outside their ranges, NaN, or not scalars.
@@ -638,7 +639,9 @@ def solve(W0, g=1.0, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13) -> Lo
     if not bool(model.valid):
         _raise_invalid(W0, g, ra, model)
     anisotropic = ra is not None and not (_is_concrete(ra) and math.isinf(float(ra)))
-    if anisotropic and float(model.ln_rt) > math.log(_RT_CHECK) and _is_concrete(g):
+    # Under jax.grad (or any trace) the check is skipped: ln_rt and the parameters are tracers.
+    concrete = all(_is_concrete(v) for v in (model.ln_rt, W0, g, ra))
+    if anisotropic and concrete and float(model.ln_rt) > math.log(_RT_CHECK):
         # Models past the first pole of rt(g) have rt > ~1e5 r0; check those against g_max.
         if float(g) >= g_max(W0, ra):
             _raise_invalid(W0, g, ra, model)
