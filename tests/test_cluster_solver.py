@@ -219,6 +219,24 @@ def test_public_solve_under_plain_grad():
     assert grad == pytest.approx(fd, rel=1e-6)
 
 
+def test_isotropic_ra_is_gradient_safe():
+    """model.ra is inf for isotropic models; using it must not poison other gradients."""
+    m = solve(5.0, 1.0)
+
+    def f(rh):
+        s = m.scale(1e5, rh=rh)
+        inv_ra2 = jnp.where(jnp.isinf(s.ra), 0.0, 1.0 / s.ra**2)
+        return s.rt * (1.0 + inv_ra2) + 0.0 * jnp.where(jnp.isinf(s.ra), 0.0, s.ra)
+
+    grad = float(jax.grad(f)(3.0))
+    assert np.isfinite(grad)
+    assert grad == pytest.approx(float(m.rt / m.rh), rel=1e-12)
+    assert np.isinf(float(m.scale(1e5, rh=3.0).ra))
+    ma = solve(5.0, 1.0, 4.0)
+    assert float(jax.grad(lambda rh: ma.scale(1e5, rh=rh).ra)(3.0)) == pytest.approx(
+        float(ma.ra / ma.rh), rel=1e-12)
+
+
 # ------------------------------------------------------------------ batches and validity
 
 def test_batch_equals_single_solves():

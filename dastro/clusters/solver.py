@@ -301,8 +301,11 @@ class ClusterModel(eqx.Module):
 
     @property
     def ra(self):
-        """Anisotropy radius (inf for isotropic models)."""
-        return self.ra_model * self.length_unit
+        """Anisotropy radius (inf for isotropic models), in the length unit."""
+        # double where: a plain inf * length_unit sends 0 * inf = NaN back to length_unit
+        finite = jnp.isfinite(self.ra_model)
+        ra_safe = jnp.where(finite, self.ra_model, 1.0)
+        return jnp.where(finite, ra_safe * self.length_unit, jnp.inf)
 
     @property
     def M(self):
