@@ -33,6 +33,8 @@ class StarData(NamedTuple):
         parallax, parallax_err: [mas]; has_parallax masks them.
         mag: apparent magnitude, or None (for magnitude-dependent completeness).
         sky: True for sky units (see the module docstring).
+        z: line-of-sight position relative to the cluster centre [pc], known exactly, or None
+            (the usual case; it is then a latent parameter). Mock and simulated data only.
     """
 
     x: np.ndarray
@@ -53,6 +55,7 @@ class StarData(NamedTuple):
     has_parallax: np.ndarray
     mag: np.ndarray | None = None
     sky: bool = False
+    z: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -61,7 +64,7 @@ class StarData(NamedTuple):
     @classmethod
     def from_arrays(cls, x, y, vx=None, vy=None, vz=None, *, x_err=None, y_err=None,
                     vx_err=None, vy_err=None, vz_err=None, parallax=None, parallax_err=None,
-                    mag=None, sky=False) -> StarData:
+                    mag=None, sky=False, z=None) -> StarData:
         """Build and validate a catalogue; NaN in a velocity or parallax means "missing".
 
         Positions must be finite; errors finite and >= 0 where their value is observed.
@@ -108,7 +111,7 @@ class StarData(NamedTuple):
             vz_err=errors("vz_err", vz_err, has_vz),
             has_vx=has_vx, has_vy=has_vy, has_vz=has_vz,
             parallax=plx, parallax_err=errors("parallax_err", parallax_err, has_plx),
-            has_parallax=has_plx, mag=mag, sky=bool(sky),
+            has_parallax=has_plx, mag=mag, sky=bool(sky), z=_z_column(z, n, sky),
         )
 
 
@@ -153,6 +156,16 @@ def _column(name, values, n):
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"column {name} has {arr.shape[0]} rows, expected {n}")
     return arr
+
+
+def _z_column(z, n, sky):
+    if z is None:
+        return None
+    if sky:
+        raise ValueError("known line-of-sight positions z need a physical catalogue (sky=False)")
+    z = _column("z", z, n)
+    _require_finite("z", z)
+    return z
 
 
 def _require_finite(name, arr):

@@ -1,0 +1,159 @@
+"""Run NUTS (numpyro by default, or blackjax on the same log density) and summarise.
+
+Results are ArviZ InferenceData (``result.idata``; ``result.save(path)`` writes NetCDF), with
+R-hat, bulk and tail ESS and divergence counts in ``result.summary`` / ``result.report()``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+from numpyro.infer import MCMC, NUTS, init_to_value
+
+__all__ = ["FitResult", "run_nuts"]
+
+
+class FitResult(NamedTuple):
+    """A finished fit.
+
+    Attributes:
+        idata: ArviZ InferenceData (posterior, sample_stats with ``diverging``).
+        summary: pandas DataFrame of ``az.summary`` for ``var_names``.
+        var_names: the cluster-level parameters summarised.
+        divergences: total number of divergent transitions (all chains).
+        n_draws: draws per chain after warm-up; n_chains likewise.
+        seconds: wall time of warm-up and sampling (compilation included).
+    """
+
+    idata: object
+    summary: object
+    var_names: list
+    divergences: int
+    n_draws: int
+    n_chains: int
+    seconds: float
+
+    @property
+    def divergence_fraction(self) -> float:
+        return self.divergences / max(self.n_draws * self.n_chains, 1)
+
+    def save(self, path) -> None:
+        """Write the InferenceData to NetCDF."""
+        self.idata.to_netcdf(str(path))
+
+    def report(self, truth: dict | None = None) -> str:
+        """A table: mean, sd, 94 % interval, R-hat, ESS (and the truth when given)."""
+        s = self.summary
+        head = f"{'parameter':>12} {'mean':>11} {'sd':>10} {'hdi_3%':>11} {'hdi_97%':>11}"
+        head += f" {'r_hat':>6} {'ess_bulk':>8} {'ess_tail':>8}"
+        if truth:
+            head += f" {'truth':>11}"
+        lines = [head]
+        for name in s.index:
+            row = s.loc[name]
+            line = (f"{name:>12} {row['mean']:11.4g} {row['sd']:10.3g} {row['hdi_3%']:11.4g} "
+                    f"{row['hdi_97%']:11.4g} {row['r_hat']:6.3f} {row['ess_bulk']:8.0f} "
+                    f"{row['ess_tail']:8.0f}")
+            if truth:
+                t = truth.get(name)
+                line += f" {t:11.4g}" if t is not None else f" {'':>11}"
+            lines.append(line)
+        lines.append(f"divergent transitions: {self.divergences} of "
+                     f"{self.n_draws * self.n_chains} ({100 * self.divergence_fraction:.2f} %)"
+                     f"; {self.n_chains} chains x {self.n_draws} draws in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_samples=1000,
+             num_chains=4, seed=0, sampler="numpyro", target_accept=0.8, max_tree_depth=10,
+             chain_method="vectorized", progress=True, **kwargs) -> FitResult:
+    """Sample a numpyro model with NUTS.
+
+    Args:
+        model: numpyro model function, called as model(*args, **kwargs).
+        var_names: sites summarised (cluster-level parameters; per-star latents are kept in
+            the InferenceData but not summarised).
+        init_values: dict of starting values (constrained space) for some sites.
+        num_warmup, num_samples, num_chains: per chain.
+        sampler: "numpyro" (default) or "blackjax" (window adaptation + NUTS on numpyro's
+            potential function).
+        chain_method: numpyro's "vectorized" (default; one compiled program for all chains)
+            or "sequential".
+    """
+    if num_chains < 1 or num_samples < 1 or num_warmup < 0:
+        raise ValueError("num_chains and num_samples must be >= 1 and num_warmup >= 0")
+    t0 = time.perf_counter()
+    init = init_to_value(values=init_values or {})
+    if sampler == "numpyro":
+        kernel = NUTS(model, init_strategy=init, target_accept_prob=target_accept,
+                      max_tree_depth=max_tree_depth)
+        mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
+                    num_chains=num_chains, chain_method=chain_method,
+                    progress_bar=progress)
+        mcmc.run(jax.random.PRNGKey(seed), *args, **kwargs)
+        idata = az.from_numpyro(mcmc)
+    elif sampler == "blackjax":
+        idata = _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains,
+                              seed, target_accept, max_tree_depth, progress)
+    else:
+        raise ValueError(f"sampler must be 'numpyro' or 'blackjax', got {sampler!r}")
+    seconds = time.perf_counter() - t0
+    summary = az.summary(idata, var_names=var_names, round_to="none")
+    divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
+    return FitResult(idata=idata, summary=summary, var_names=list(var_names),
+                     divergences=divergences, n_draws=num_samples, n_chains=num_chains,
+                     seconds=seconds)
+
+
+def _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains, seed,
+                  target_accept, max_tree_depth, progress):
+    import blackjax
+    from numpyro.infer.util import initialize_model
+
+    key = jax.random.PRNGKey(seed)
+    keys = jax.random.split(key, num_chains + 1)
+    info = initialize_model(keys[0], model, model_args=args, model_kwargs=kwargs,
+                            init_strategy=init, dynamic_args=False)
+    potential = info.potential_fn
+    postprocess = info.postprocess_fn
+
+    def logdensity(position):
+        return -potential(position)
+
+    position0 = info.param_info.z
+    draws = []
+    n_div = []
+    for c in range(num_chains):
+        k_warm, k_run = jax.random.split(keys[c + 1])
+        warmup = blackjax.window_adaptation(blackjax.nuts, logdensity,
+                                            target_acceptance_rate=target_accept,
+                                            max_num_doublings=max_tree_depth,
+                                            progress_bar=progress)
+        (state, params), _ = warmup.run(k_warm, position0, num_steps=num_warmup)
+        kernel = blackjax.nuts(logdensity, **params, max_num_doublings=max_tree_depth)
+
+        @jax.jit
+        def one_step(state, key, kernel=kernel):
+            state, info = kernel.step(key, state)
+            return state, (state.position, info.is_divergent)
+
+        run_keys = jax.random.split(k_run, num_samples)
+        _, (positions, divergent) = jax.lax.scan(one_step, state, run_keys)
+        draws.append(jax.vmap(postprocess)(positions))
+        n_div.append(divergent)
+    posterior = {k: np.stack([np.asarray(d[k]) for d in draws]) for k in draws[0]}
+    diverging = np.stack([np.asarray(d) for d in n_div])
+    return az.from_dict(posterior=posterior, sample_stats={"diverging": diverging})
+
+
+def posterior_mean(result: FitResult, name: str) -> float:
+    """Posterior mean of one scalar site."""
+    return float(jnp.mean(jnp.asarray(result.idata.posterior[name].values)))
+
+

@@ -1,0 +1,317 @@
+"""numpyro models of star catalogues drawn from lowered-isothermal clusters.
+
+The star-level model (:func:`star_model`) has the cluster parameters
+
+=============  =====================================================  =======================
+name           meaning                                                default prior
+=============  =====================================================  =======================
+W0             central dimensionless potential                        U(0.5, 14)
+q              g = q * g_hi(W0), 0 < q < 1 (g_hi = g_max(W0) - 0.05)  U(0, 1)
+log10_M        total mass [Msun]                                      U(2, 7)
+log10_rh       3D half-mass radius [pc]                               U(-1, 2)
+distance       [kpc], sky catalogues only                             N(mean, sd), given
+x0, y0         centre on the sky [data units: pc or arcsec]           N(guess, sd)
+vx0, vy0, vz0  centre's motion [km/s, or mas/yr for vx0, vy0 if sky]  N(guess, sd)
+f_field        field-star fraction (with contamination)               U(0, 1)
+=============  =====================================================  =======================
+
+and deterministic g, M [Msun], rh, rt [pc]. The emulator (:func:`dastro.clusters.emulate`)
+gives the model at every leapfrog step; it is C1 in (W0, g), so the posterior is smooth.
+
+Per star (latent coordinates, the hierarchical approach):
+- z, the line-of-sight position, as z = z_t u with u ~ U(-1, 1) and
+  z_t = sqrt(rt^2 - R^2): the truncation sphere is mapped onto the real line by numpyro's
+  transform of u, so no proposal ever leaves it. Skipped when the catalogue has z.
+- true coordinates, where a component has a non-zero error: non-centred,
+  c_true = c_obs - err * eps with eps ~ N(0, 1); the Gaussian measurement density is then
+  exactly the prior of eps.
+- unobserved velocity components are integrated out analytically (isotropic models; see
+  :mod:`dastro.clusters.df_local`), so each star uses the right marginal density.
+The cluster density of a star in data units carries the Jacobians of the sky conversion:
+(d * 1 arcsec)^2 for positions and (K_PM d)^k for k observed proper-motion components.
+
+Selection: a completeness function C(R) of projected radius (data units, R from the centre)
+and a field-of-view radius R_field enter as C(R_i) p_i / N(theta), N the expected detected
+fraction, by Gauss-Legendre quadrature of C(R) 2 pi R Sigma(R) / M.
+Contamination: p_i = (1 - f) p_cluster + f p_field with p_field uniform over the field of
+view and Gaussian in each velocity component (fitted mean and dispersion); latent z and true
+velocities are then given, for field stars, the proposal densities U(-z_t, z_t) and the field
+Gaussian, which keeps the mixture exact after marginalisation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from dastro.clusters.df_local import log_density_local
+from dastro.clusters.emulator import _emulate, g_hi, load_table
+from dastro.constants import K_PM
+from dastro.inference.data import StarData
+
+__all__ = ["FitConfig", "Priors", "cluster_parameters", "initial_values", "star_model"]
+
+#: 1 arcsec at 1 kpc, in pc.
+ARCSEC_PC_PER_KPC = 1e3 * math.pi / (180.0 * 3600.0)
+
+_N_SELECTION = 96  # Gauss-Legendre nodes of the selection normalisation
+_GL_T, _GL_W = np.polynomial.legendre.leggauss(_N_SELECTION)
+
+
+class Priors(NamedTuple):
+    """Priors of the cluster parameters (see the module table).
+
+    Bounds are (low, high) of uniform priors; ``distance`` is (mean, sd) in kpc of a normal
+    prior and is required for sky catalogues. Centre priors are normal around a data-based
+    guess (median position, mean velocity) with these sds; None picks 0.1 x the spread of the
+    data for positions and 1 x the velocity dispersion for velocities.
+    """
+
+    W0: tuple[float, float] = (0.5, 14.0)
+    log10_M: tuple[float, float] = (2.0, 7.0)
+    log10_rh: tuple[float, float] = (-1.0, 2.0)
+    distance: tuple[float, float] | None = None
+    centre_sd: float | None = None
+    centre_velocity_sd: float | None = None
+
+
+class FitConfig(NamedTuple):
+    """What the star-level model includes.
+
+    Attributes:
+        priors: :class:`Priors`.
+        fit_centre: fit the centre in position and velocity (else it is at 0).
+        contamination: add a field-star component with a fitted fraction.
+        field_radius: radius of the field of view [data units] around the origin, or None
+            (the whole cluster is observed). Needed with contamination.
+        completeness: C(R) in [0, 1] of the projected radius from the centre [data units],
+            jnp-traceable, or None (complete).
+    """
+
+    priors: Priors = Priors()
+    fit_centre: bool = True
+    contamination: bool = False
+    field_radius: float | None = None
+    completeness: Callable | None = None
+
+
+def _guess(data: StarData):
+    """Data-based centre guesses and spreads (outside jit, numpy)."""
+    out = {"x0": np.median(data.x), "y0": np.median(data.y)}
+    spread = max(np.std(data.x), np.std(data.y), 1e-12)
+    out["pos_sd"] = 0.1 * spread
+    disp = []
+    for c in ("vx", "vy", "vz"):
+        has = np.asarray(getattr(data, "has_" + c))
+        vals = np.asarray(getattr(data, c))[has]
+        out[c + "0"] = float(np.mean(vals)) if vals.size else 0.0
+        out[c + "_sd"] = float(np.std(vals)) if vals.size > 1 else 1.0
+        disp.append(out[c + "_sd"])
+    out["R_spread"] = spread
+    return out
+
+
+def _check_config(data: StarData, config: FitConfig):
+    if data.sky and config.priors.distance is None:
+        raise ValueError("a sky catalogue needs a distance prior: Priors(distance=(mean, sd)) "
+                         "in kpc")
+    if config.contamination and config.field_radius is None:
+        raise ValueError("contamination needs the field of view: FitConfig(field_radius=...)")
+    if config.field_radius is not None:
+        R = np.hypot(data.x, data.y)
+        out = np.flatnonzero(R > config.field_radius)
+        if out.size:
+            raise ValueError(f"{out.size} stars lie outside field_radius = "
+                             f"{config.field_radius:g}: rows {out[:10].tolist()}")
+
+
+def cluster_parameters(config: FitConfig, data: StarData):
+    """Sample the cluster parameters; returns (model in pc/km/s/Msun, dict of values)."""
+    pr = config.priors
+    W0 = numpyro.sample("W0", dist.Uniform(*pr.W0))
+    q = numpyro.sample("q", dist.Uniform(0.0, 1.0))
+    g = numpyro.deterministic("g", q * g_hi(W0))
+    log10_M = numpyro.sample("log10_M", dist.Uniform(*pr.log10_M))
+    log10_rh = numpyro.sample("log10_rh", dist.Uniform(*pr.log10_rh))
+    M = numpyro.deterministic("M", 10.0**log10_M)
+    rh = numpyro.deterministic("rh", 10.0**log10_rh)
+    model = _emulate(load_table(), W0, g).scale(M, rh=rh)
+    numpyro.deterministic("rt", model.rt)
+    values = {"W0": W0, "g": g, "M": M, "rh": rh}
+    if data.sky:
+        values["distance"] = numpyro.sample("distance", dist.TruncatedNormal(
+            pr.distance[0], pr.distance[1], low=0.0))
+    guess = _guess(data)
+    pos_sd = pr.centre_sd if pr.centre_sd is not None else guess["pos_sd"]
+    for name in ("x0", "y0", "vx0", "vy0", "vz0"):
+        if config.fit_centre:
+            if name in ("x0", "y0"):
+                sd = pos_sd
+            else:
+                sd = (pr.centre_velocity_sd if pr.centre_velocity_sd is not None
+                      else guess[name[:2] + "_sd"])
+            values[name] = numpyro.sample(name, dist.Normal(guess[name], sd))
+        else:
+            values[name] = jnp.zeros(())
+    return model, values
+
+
+def _selection_log_norm(model, config, length_scale, f_field):
+    """log of the expected detected fraction N(theta) (see the module docstring)."""
+    if config.completeness is None and config.field_radius is None:
+        return jnp.zeros(())
+    rt_data = model.rt / length_scale
+    r_max = rt_data if config.field_radius is None else jnp.minimum(rt_data,
+                                                                    config.field_radius)
+    s = 0.5 * (jnp.asarray(_GL_T) + 1.0)
+    w = 0.5 * jnp.asarray(_GL_W)
+    R = r_max * s**2  # nodes cluster at the centre, where Sigma varies most
+    dR = 2.0 * r_max * s * w
+    sigma = model.projected(R * length_scale).Sigma / model.M * length_scale**2
+    comp = 1.0 if config.completeness is None else config.completeness(R)
+    n_cluster = jnp.sum(comp * 2.0 * math.pi * R * sigma * dR)
+    if not config.contamination:
+        return jnp.log(n_cluster)
+    f_max = config.field_radius
+    s_f = f_max * s**2
+    comp_f = 1.0 if config.completeness is None else config.completeness(s_f)
+    n_field = jnp.sum(comp_f * 2.0 * s_f * (2.0 * s * f_max * w)) / f_max**2
+    return jnp.log((1.0 - f_field) * n_cluster + f_field * n_field)
+
+
+def star_model(data: StarData, config: FitConfig = FitConfig()):
+    """numpyro model of a star catalogue (see the module docstring). Call via numpyro."""
+    _check_config(data, config)
+    model, p = cluster_parameters(config, data)
+    n = data.n
+    if data.sky:
+        length_scale = p["distance"] * ARCSEC_PC_PER_KPC  # pc per arcsec
+        pm_scale = K_PM * p["distance"]  # km/s per mas/yr
+    else:
+        length_scale = jnp.ones(())
+        pm_scale = jnp.ones(())
+
+    def true_values(name, obs, err, has):
+        """Latent true coordinate (data units) where errors are non-zero."""
+        err = np.where(has, err, 0.0)
+        if not np.any(err > 0):
+            return jnp.asarray(obs)
+        idx = np.flatnonzero(err > 0)
+        with numpyro.plate(f"stars_{name}", idx.size):
+            eps = numpyro.sample(f"eps_{name}", dist.Normal(0.0, 1.0))
+        return jnp.asarray(obs).at[idx].add(-jnp.asarray(err[idx]) * eps)
+
+    ones = np.ones(n, bool)
+    x = true_values("x", data.x, data.x_err, ones) - p["x0"]
+    y = true_values("y", data.y, data.y_err, ones) - p["y0"]
+    vx = true_values("vx", data.vx, data.vx_err, data.has_vx) - p["vx0"]
+    vy = true_values("vy", data.vy, data.vy_err, data.has_vy) - p["vy0"]
+    vz = true_values("vz", data.vz, data.vz_err, data.has_vz) - p["vz0"]
+    R_data = jnp.sqrt(x**2 + y**2)
+    X, Y = x * length_scale, y * length_scale
+    R2 = X**2 + Y**2
+    rt = model.rt
+    if data.z is None:
+        zt2 = rt**2 - R2
+        inside = zt2 > 0
+        zt = jnp.sqrt(jnp.where(inside, zt2, 1.0))
+        with numpyro.plate("stars_z", n):
+            u = numpyro.sample("u_los", dist.Uniform(-1.0, 1.0))
+        Z = zt * u
+        log_jac_z = jnp.where(inside, jnp.log(zt), 0.0)  # dz = z_t du; u's density 1/2 below
+    else:
+        Z = jnp.asarray(data.z)
+        log_jac_z = jnp.zeros(n)
+    n_pm = data.has_vx.astype(float) + data.has_vy.astype(float)
+    log_p = log_density_local(model, X, Y, Z, vx * pm_scale, vy * pm_scale, vz,
+                              data.has_vx, data.has_vy, data.has_vz)
+    # to data units: positions per (data length)^2, proper motions per (data velocity)^k
+    log_p = log_p + 2.0 * jnp.log(length_scale) + n_pm * jnp.log(pm_scale)
+    if data.z is None:
+        log_p = log_p + log_jac_z + math.log(2.0)  # relative to u's U(-1, 1) density 1/2
+
+    if config.contamination:
+        f = numpyro.sample("f_field", dist.Uniform(0.0, 1.0))
+        guess = _guess(data)
+        log_field = jnp.full(n, -math.log(math.pi * config.field_radius**2))
+        for c, vel in (("vx", vx + p["vx0"]), ("vy", vy + p["vy0"]), ("vz", vz + p["vz0"])):
+            has = getattr(data, "has_" + c)
+            if not np.any(has):
+                continue
+            sd0 = guess[c + "_sd"]
+            mu = numpyro.sample(f"field_{c}", dist.Normal(guess[c + "0"], 5.0 * sd0 + 1e-9))
+            log_sd = numpyro.sample(f"field_log_sd_{c}", dist.Uniform(
+                math.log(0.3 * sd0 + 1e-9), math.log(30.0 * sd0 + 1e-9)))
+            log_field = log_field + jnp.where(
+                has, dist.Normal(mu, jnp.exp(log_sd)).log_prob(vel), 0.0)
+        log_p = jnp.logaddexp(jnp.log1p(-f) + log_p, jnp.log(f) + log_field)
+    else:
+        f = jnp.zeros(())
+
+    if config.completeness is not None:
+        log_p = log_p + jnp.log(config.completeness(R_data))
+    log_norm = _selection_log_norm(model, config, length_scale, f)
+    numpyro.factor("stars", jnp.sum(log_p) - n * log_norm)
+
+    if data.sky and np.any(data.has_parallax):
+        has = np.asarray(data.has_parallax)
+        numpyro.factor("parallax", jnp.sum(dist.Normal(
+            1.0 / p["distance"], jnp.asarray(data.parallax_err[has])).log_prob(
+                jnp.asarray(data.parallax[has]))))
+
+
+def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
+    """Starting point for the sampler: a mid-range W0, the data's centre, a virial mass.
+
+    M ~ 2.5 rh <v^2> / G with <v^2> three times the mean one-dimensional dispersion, and
+    rh ~ 1.33 x the median projected radius; latent u and eps at 0 (z = 0, true = observed).
+    """
+    from dastro.constants import G_CLUSTER
+
+    guess = _guess(data)
+    R = np.hypot(data.x - guess["x0"], data.y - guess["y0"])
+    scale = 1.0
+    dist_kpc = None
+    if data.sky:
+        dist_kpc = config.priors.distance[0]
+        scale = dist_kpc * ARCSEC_PC_PER_KPC
+    rh = 1.33 * np.median(R) * scale
+    disp = []
+    for c in ("vx", "vy", "vz"):
+        if np.any(getattr(data, "has_" + c)):
+            sd = guess[c + "_sd"]
+            if data.sky and c != "vz":
+                sd = sd * K_PM * dist_kpc
+            disp.append(sd)
+    sigma2 = np.mean(np.square(disp)) if disp else 25.0
+    M = 2.0 * 2.5 * rh * 3.0 * sigma2 / G_CLUSTER  # x2: start bound, so no star escapes
+    pr = config.priors
+    init = {
+        "W0": 6.0,
+        "q": 0.5,
+        "log10_M": float(np.clip(np.log10(M), pr.log10_M[0] + 1e-3, pr.log10_M[1] - 1e-3)),
+        "log10_rh": float(np.clip(np.log10(rh), pr.log10_rh[0] + 1e-3, pr.log10_rh[1] - 1e-3)),
+    }
+    if data.sky:
+        init["distance"] = dist_kpc
+    if config.fit_centre:
+        for name in ("x0", "y0", "vx0", "vy0", "vz0"):
+            init[name] = float(guess[name])
+    if data.z is None:
+        init["u_los"] = np.zeros(data.n)
+    for c in ("x", "y", "vx", "vy", "vz"):
+        err = np.asarray(getattr(data, c + "_err"))
+        has = np.ones(data.n, bool) if c in ("x", "y") else getattr(data, "has_" + c)
+        k = int(np.sum(np.where(has, err, 0.0) > 0))
+        if k:
+            init["eps_" + c] = np.zeros(k)
+    if config.contamination:
+        init["f_field"] = 0.1
+    return init
