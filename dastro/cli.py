@@ -3,12 +3,15 @@
     dastro --version
     dastro model --W0 7 --g 1 [--ra 20] [--M 1e5 --rh 3] [--plot out.png]
     dastro synth ATMOSPHERE LINELIST --start 5150 --end 5200 --step 0.01 -o out.fits
+    dastro fit-cluster [CATALOG] [--distance 5 0.1] ...
+    dastro fit-profiles FILE [FILE ...] --distance 5 0.1
     dastro demo
 
 ``model`` solves one lowered-isothermal model, prints its scalars and writes a PNG of its
-intrinsic and projected profiles (matplotlib, from the ``plot`` extra). ``demo`` runs the
-embedded default: a King model (W0 = 7, g = 1) and an anisotropic Wilson-like model scaled
-to a typical globular cluster (M = 1e5 Msun, rh = 3 pc).
+intrinsic and projected profiles (matplotlib, from the ``plot`` extra). ``fit-cluster`` and
+``fit-profiles`` fit models to star catalogues and binned profiles with NUTS
+(:mod:`dastro.inference.cli_fit`); ``demo`` runs ``fit-cluster`` on its embedded mock cluster
+with a short run.
 """
 
 from __future__ import annotations
@@ -72,9 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("synth", help="synthesise a spectrum from a model atmosphere and a line "
                    "list (see `dastro synth --help`)", add_help=False)
 
-    demo = sub.add_parser("demo", help="run the embedded default models and plot them")
+    sub.add_parser("fit-cluster", help="fit a cluster model to a star catalogue with NUTS; "
+                   "without a file, the embedded mock (see `dastro fit-cluster --help`)",
+                   add_help=False)
+    sub.add_parser("fit-profiles", help="fit a cluster model to binned profiles with NUTS "
+                   "(see `dastro fit-profiles --help`)", add_help=False)
+    demo = sub.add_parser("demo", help="the main job on its embedded default: fit a mock "
+                          "cluster with NUTS and compare with its truth")
     demo.add_argument("--outdir", type=Path, default=Path("."),
-                      help="folder for the PNG files (default: current folder)")
+                      help="folder for the posterior and PNG files (default: current folder)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -176,28 +186,28 @@ def _run_model(args) -> int:
 
 
 def _run_demo(args) -> int:
-    from dastro.clusters import solve
+    """The main job on its embedded default: a hierarchical fit of a mock cluster."""
+    from dastro.inference.cli_fit import run_fit_cluster
 
-    print("dastro demo: lowered-isothermal cluster models (Gieles & Zocchi 2015)\n")
-    cases = [
-        ("King W0=7 (model units)", dict(W0=7.0, g=1.0), None, "demo_king.png"),
-        ("Wilson-like W0=6, g=1.8, ra=8 r0; M=1e5 Msun, rh=3 pc",
-         dict(W0=6.0, g=1.8, ra=8.0), dict(M=1e5, rh=3.0), "demo_anisotropic.png"),
-    ]
-    for title, params, scaling, png in cases:
-        model = solve(**params)
-        if scaling:
-            model = model.scale(scaling["M"], rh=scaling["rh"])
-        print(title)
-        _print_table(_scalars(model, scaling is not None))
-        path = args.outdir / png
-        _plot(model, path, "rt", title, scaling is not None)
-        print(f"wrote {path}\n")
-    return 0
+    print("dastro demo: NUTS fit of a lowered-isothermal model (emulator) to a mock cluster "
+          "of 200 stars\n(sky units, proper motions and some line-of-sight velocities with "
+          "errors, unknown centre).\nThe full command is `dastro fit-cluster [CATALOG]`.\n")
+    return run_fit_cluster(["--n-stars", "200", "--chains", "2", "--warmup", "300",
+                            "--samples", "300", "--outdir", str(args.outdir),
+                            "--name", "demo"] + (["--no-progress"] if args.no_progress
+                                                 else []))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fit-cluster"]:
+        from dastro.inference.cli_fit import run_fit_cluster
+
+        return run_fit_cluster(argv[1:])
+    if argv[:1] == ["fit-profiles"]:
+        from dastro.inference.cli_fit import run_fit_profiles
+
+        return run_fit_profiles(argv[1:])
     if argv[:1] == ["synth"]:
         from dastro.rt.cli_synth import run_synth
 

@@ -55,7 +55,8 @@ def _n_terms(model) -> int:
     return 64 if isinstance(model, EmulatedLoweredIsothermal) and W0_MAX <= 14.0 else 112
 
 
-def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_vz=True):
+def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_vz=True, *,
+                      w=None):
     """log p(position, observed velocities) / M of single stars; normalised.
 
     Args:
@@ -65,6 +66,8 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
             value of a component whose mask is False is ignored.
         has_vx, has_vy, has_vz: bool masks (arrays broadcastable to x, or Python bools) of
             the observed components.
+        w: the dimensionless potential W = phi / s^2 at the stars' radii, if already known
+            (it depends on the radii in units of rh only, not on M); else computed.
 
     Returns:
         log density [length^-3 velocity^-k_obs], shape of x; -inf where r >= rt or the
@@ -87,7 +90,8 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
     r2 = x**2 + y**2 + z**2
     pos = r2 > 0
     r = jnp.where(pos, jnp.sqrt(jnp.where(pos, r2, 1.0)), 0.0)
-    w, _ = model._state(r / length)
+    if w is None:
+        w, _ = model._state(r / length)
     comps = [jnp.where(m, jnp.asarray(v, float), 0.0) for m, v in zip(masks, (vx, vy, vz),
                                                                        strict=True)]
     u2 = (comps[0] ** 2 + comps[1] ** 2 + comps[2] ** 2) / s2
@@ -104,3 +108,49 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
         j2 = jnp.maximum(r2 * (u2 * s2) - (rs * vr) ** 2, 0.0)
         log_p = log_p - 0.5 * j2 / (ra**2 * s2)
     return jnp.where(valid, log_p, -jnp.inf)
+
+
+_N_INVERT = 256  # table nodes for radius_at_potential, uniform in asinh(x / x_c)
+_X_C = 0.25  # [r0]
+
+
+def radius_at_potential(model, w):
+    """Radius where the dimensionless potential W(r) equals w (0 <= w <= W0), any shape.
+
+    For a star with observed speed v this is the radius beyond which it cannot be bound,
+    W(r_e) = v^2 / (2 s^2). W(r) is tabulated on 256 radii uniform in asinh(r / (r0 / 4))
+    with exact slopes dW/dr = -G M(<r) / (r^2 s^2) and inverted per value by a bracket search
+    and Newton steps on the cubic Hermite interpolant; a last Newton step on the model itself
+    makes the result exact to the model and carries the implicit-function derivative
+    dr_e/dtheta = -(dW/dtheta - dw/dtheta) / (dW/dr). Returns radii in the model's length
+    unit; rt for w <= 0 and 0 for w >= W0.
+    """
+    w = jnp.asarray(w, float)
+    rt_model = jnp.exp(model.ln_rt)
+    t_max = jnp.arcsinh(rt_model / _X_C)
+    t = jnp.linspace(0.0, 1.0, _N_INVERT) * t_max
+    x = _X_C * jnp.sinh(t)
+    W_tab, gm_tab = model._state(x)
+    W_tab = W_tab.at[-1].set(0.0)
+    x_safe = jnp.where(x > 0, x, 1.0)
+    dWdx = jnp.where(x > 0, -gm_tab / x_safe**2, 0.0)
+    dWdi = dWdx * _X_C * jnp.cosh(t) * (t_max / (_N_INVERT - 1))  # per table index
+    W_tab, dWdi = jax.lax.stop_gradient(W_tab), jax.lax.stop_gradient(dWdi)
+    ws = jax.lax.stop_gradient(jnp.clip(w, 0.0, W_tab[0]))
+    j = jnp.clip(jnp.searchsorted(-W_tab, -ws), 1, _N_INVERT - 1) - 1
+    y0, y1, d0, d1 = W_tab[j], W_tab[j + 1], dWdi[j], dWdi[j + 1]
+    u = jnp.clip((y0 - ws) / jnp.where(y0 > y1, y0 - y1, 1.0), 0.0, 1.0)
+    for _ in range(4):
+        u2, u3 = u * u, u * u * u
+        h = ((2 * u3 - 3 * u2 + 1) * y0 + (u3 - 2 * u2 + u) * d0
+             + (3 * u2 - 2 * u3) * y1 + (u3 - u2) * d1)
+        dh = (6 * u2 - 6 * u) * (y0 - y1) + (3 * u2 - 4 * u + 1) * d0 + (3 * u2 - 2 * u) * d1
+        u = jnp.clip(u - (h - ws) / jnp.where(dh < 0, dh, -1.0), 0.0, 1.0)
+    x_e = jax.lax.stop_gradient(_X_C * jnp.sinh((j + u) * t_max / (_N_INVERT - 1)))
+    # final Newton step on the model (differentiable): x_e - (W(x_e) - w) / W'(x_e)
+    inside = (w > 0) & (w < model.W0) & (x_e > 0)
+    x_in = jnp.where(inside, x_e, 0.5 * rt_model)
+    W_e, gm_e = model._state(x_in)
+    x_new = x_in + (W_e - w) * x_in**2 / gm_e
+    x_out = jnp.where(inside, x_new, jnp.where(w <= 0, rt_model, 0.0))
+    return x_out * model.length_unit

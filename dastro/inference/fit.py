@@ -29,6 +29,7 @@ class FitResult(NamedTuple):
         divergences: total number of divergent transitions (all chains).
         n_draws: draws per chain after warm-up; n_chains likewise.
         seconds: wall time of warm-up and sampling (compilation included).
+        mean_steps: mean number of leapfrog steps per draw (NaN if not recorded).
     """
 
     idata: object
@@ -38,6 +39,7 @@ class FitResult(NamedTuple):
     n_draws: int
     n_chains: int
     seconds: float
+    mean_steps: float = float("nan")
 
     @property
     def divergence_fraction(self) -> float:
@@ -66,13 +68,14 @@ class FitResult(NamedTuple):
             lines.append(line)
         lines.append(f"divergent transitions: {self.divergences} of "
                      f"{self.n_draws * self.n_chains} ({100 * self.divergence_fraction:.2f} %)"
-                     f"; {self.n_chains} chains x {self.n_draws} draws in {self.seconds:.1f} s")
+                     f"; {self.n_chains} chains x {self.n_draws} draws in {self.seconds:.1f} s"
+                     f" ({self.mean_steps:.0f} leapfrog steps per draw)")
         return "\n".join(lines)
 
 
 def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_samples=1000,
              num_chains=4, seed=0, sampler="numpyro", target_accept=0.8, max_tree_depth=10,
-             chain_method="vectorized", progress=True, **kwargs) -> FitResult:
+             dense_mass=False, chain_method="vectorized", progress=True, **kwargs) -> FitResult:
     """Sample a numpyro model with NUTS.
 
     Args:
@@ -83,6 +86,8 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
         num_warmup, num_samples, num_chains: per chain.
         sampler: "numpyro" (default) or "blackjax" (window adaptation + NUTS on numpyro's
             potential function).
+        dense_mass: numpyro's option: False (diagonal), True, or a list of tuples of site
+            names with a dense block each (e.g. the cluster parameters of a hierarchical model).
         chain_method: numpyro's "vectorized" (default; one compiled program for all chains)
             or "sequential".
     """
@@ -92,11 +97,12 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
     init = init_to_value(values=init_values or {})
     if sampler == "numpyro":
         kernel = NUTS(model, init_strategy=init, target_accept_prob=target_accept,
-                      max_tree_depth=max_tree_depth)
+                      max_tree_depth=max_tree_depth, dense_mass=dense_mass)
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples,
                     num_chains=num_chains, chain_method=chain_method,
                     progress_bar=progress)
-        mcmc.run(jax.random.PRNGKey(seed), *args, **kwargs)
+        mcmc.run(jax.random.PRNGKey(seed), *args,
+                 extra_fields=("num_steps", "energy", "diverging"), **kwargs)
         idata = az.from_numpyro(mcmc)
     elif sampler == "blackjax":
         idata = _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains,
@@ -106,9 +112,12 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
     seconds = time.perf_counter() - t0
     summary = az.summary(idata, var_names=var_names, round_to="none")
     divergences = int(np.asarray(idata.sample_stats["diverging"]).sum())
+    stats = idata.sample_stats
+    steps = stats["num_steps"] if "num_steps" in stats else stats.get("n_steps")
     return FitResult(idata=idata, summary=summary, var_names=list(var_names),
                      divergences=divergences, n_draws=num_samples, n_chains=num_chains,
-                     seconds=seconds)
+                     seconds=seconds,
+                     mean_steps=float(np.mean(steps)) if steps is not None else float("nan"))
 
 
 def _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains, seed,

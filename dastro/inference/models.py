@@ -19,9 +19,12 @@ and deterministic g, M [Msun], rh, rt [pc]. The emulator (:func:`dastro.clusters
 gives the model at every leapfrog step; it is C1 in (W0, g), so the posterior is smooth.
 
 Per star (latent coordinates, the hierarchical approach):
-- z, the line-of-sight position, as z = z_t u with u ~ U(-1, 1) and
-  z_t = sqrt(rt^2 - R^2): the truncation sphere is mapped onto the real line by numpyro's
-  transform of u, so no proposal ever leaves it. Skipped when the catalogue has z.
+- z, the line-of-sight position, as z = z_e u with u ~ U(-1, 1) and z_e = sqrt(r_e^2 - R^2),
+  r_e the radius where the star's observed speed equals the escape speed (rt without
+  velocities): the segment of the line of sight where the DF is non-zero is mapped onto the
+  real line by numpyro's transform of u, so no proposal ever leaves it. Together with the
+  edge reparameterisation of M and rh (:func:`cluster_scale`), which keeps every star bound
+  at its projected radius, the posterior has no hard walls. Skipped when the catalogue has z.
 - true coordinates, where a component has a non-zero error: non-centred,
   c_true = c_obs - err * eps with eps ~ N(0, 1); the Gaussian measurement density is then
   exactly the prior of eps.
@@ -51,12 +54,13 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
-from dastro.clusters.df_local import log_density_local
+from dastro.clusters.df_local import log_density_local, radius_at_potential
 from dastro.clusters.emulator import _emulate, g_hi, load_table
 from dastro.constants import K_PM
 from dastro.inference.data import StarData
 
-__all__ = ["FitConfig", "Priors", "cluster_parameters", "initial_values", "star_model"]
+__all__ = ["FitConfig", "Priors", "cluster_scale", "cluster_shape", "initial_values",
+           "profile_model", "star_model"]
 
 #: 1 arcsec at 1 kpc, in pc.
 ARCSEC_PC_PER_KPC = 1e3 * math.pi / (180.0 * 3600.0)
@@ -132,19 +136,13 @@ def _check_config(data: StarData, config: FitConfig):
                              f"{config.field_radius:g}: rows {out[:10].tolist()}")
 
 
-def cluster_parameters(config: FitConfig, data: StarData):
-    """Sample the cluster parameters; returns (model in pc/km/s/Msun, dict of values)."""
+def cluster_shape(config: FitConfig, data: StarData):
+    """Sample W0, g, the distance and the centre; returns (model-unit model, dict of values)."""
     pr = config.priors
     W0 = numpyro.sample("W0", dist.Uniform(*pr.W0))
     q = numpyro.sample("q", dist.Uniform(0.0, 1.0))
     g = numpyro.deterministic("g", q * g_hi(W0))
-    log10_M = numpyro.sample("log10_M", dist.Uniform(*pr.log10_M))
-    log10_rh = numpyro.sample("log10_rh", dist.Uniform(*pr.log10_rh))
-    M = numpyro.deterministic("M", 10.0**log10_M)
-    rh = numpyro.deterministic("rh", 10.0**log10_rh)
-    model = _emulate(load_table(), W0, g).scale(M, rh=rh)
-    numpyro.deterministic("rt", model.rt)
-    values = {"W0": W0, "g": g, "M": M, "rh": rh}
+    values = {"W0": W0, "g": g}
     if data.sky:
         values["distance"] = numpyro.sample("distance", dist.TruncatedNormal(
             pr.distance[0], pr.distance[1], low=0.0))
@@ -160,7 +158,60 @@ def cluster_parameters(config: FitConfig, data: StarData):
             values[name] = numpyro.sample(name, dist.Normal(guess[name], sd))
         else:
             values[name] = jnp.zeros(())
-    return model, values
+    return _emulate(load_table(), W0, g), values
+
+
+def _uniform_log10(name, value_ln, bounds):
+    """Deterministic log10 site with a uniform prior on (low, high) (walls outside)."""
+    log10 = numpyro.deterministic(name, value_ln / math.log(10.0))
+    inside = (log10 > bounds[0]) & (log10 < bounds[1])
+    numpyro.factor(name + "_prior", jnp.where(inside, 0.0, -jnp.inf))
+    return log10
+
+
+def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
+    """Sample the mass and half-mass radius; returns (model in Msun, pc, km/s, W at r_star).
+
+    With r_star (radii [pc] that must lie inside rt: 3D radii when known, else projected) and
+    v2_star (squared observed speeds [km^2/s^2] that must stay below the escape speed there),
+    the hard edges of the likelihood are mapped to infinity (edge reparameterisation):
+
+        ln rh = ln rh_min(W0, g) + exp(eta_rh),  rh_min: rt = max r_star,
+        ln M  = ln M_min(W0, g, rh) + exp(eta_M),  M_min: every star bound, v^2 < 2 phi(r),
+
+    with the uniform priors on log10 rh and log10 M kept by the Jacobians exp(eta). Without
+    this, the likelihood falls to zero within a few posterior sds of its peak (each star's
+    density goes like (2 phi - v^2)^g), and NUTS trajectories that cross it diverge.
+    """
+    pr = config.priors
+    if r_star is None:
+        log10_M = numpyro.sample("log10_M", dist.Uniform(*pr.log10_M))
+        log10_rh = numpyro.sample("log10_rh", dist.Uniform(*pr.log10_rh))
+    else:
+        real = dist.ImproperUniform(dist.constraints.real, (), ())
+        eta_rh = numpyro.sample("eta_rh", real)
+        ln_rh_min = jnp.log(jnp.max(r_star)) + jnp.log(shape_model.rh / shape_model.rt)
+        ln_rh = ln_rh_min + jnp.exp(eta_rh)
+        log10_rh = _uniform_log10("log10_rh", ln_rh, pr.log10_rh)
+        numpyro.factor("eta_rh_jacobian", eta_rh)
+        unit_mass = shape_model.scale(1.0, rh=jnp.exp(ln_rh))
+        w_star, _ = shape_model._state(r_star / unit_mass.length_unit)
+        phi = w_star * unit_mass.s2  # proportional to M at fixed rh
+        ratio = jnp.where(phi > 0, v2_star / (2.0 * jnp.where(phi > 0, phi, 1.0)), 0.0)
+        eta_M = numpyro.sample("eta_M", real)
+        ln_M = jnp.log(jnp.max(ratio)) + jnp.exp(eta_M)
+        log10_M = _uniform_log10("log10_M", ln_M, pr.log10_M)
+        numpyro.factor("eta_M_jacobian", eta_M)
+    M = numpyro.deterministic("M", 10.0**log10_M)
+    rh = numpyro.deterministic("rh", 10.0**log10_rh)
+    model = shape_model.scale(M, rh=rh)
+    numpyro.deterministic("rt", model.rt)
+    return model, (None if r_star is None else w_star)
+
+
+def _uses_edges(data: StarData, config: FitConfig) -> bool:
+    """Edge reparameterisation (see cluster_scale): all stars members, some velocities."""
+    return (not config.contamination) and bool(np.any(data.has_vx | data.has_vy | data.has_vz))
 
 
 def _selection_log_norm(model, config, length_scale, f_field):
@@ -186,10 +237,14 @@ def _selection_log_norm(model, config, length_scale, f_field):
     return jnp.log((1.0 - f_field) * n_cluster + f_field * n_field)
 
 
-def star_model(data: StarData, config: FitConfig = FitConfig()):
-    """numpyro model of a star catalogue (see the module docstring). Call via numpyro."""
+def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
+    """numpyro model of a star catalogue (see the module docstring). Call via numpyro.
+
+    ``profiles`` (a sequence of :class:`~dastro.inference.data.Profile`) adds binned profiles
+    to the same posterior (see :func:`profile_model` for their nuisance parameters).
+    """
     _check_config(data, config)
-    model, p = cluster_parameters(config, data)
+    shape_model, p = cluster_shape(config, data)
     n = data.n
     if data.sky:
         length_scale = p["distance"] * ARCSEC_PC_PER_KPC  # pc per arcsec
@@ -217,21 +272,32 @@ def star_model(data: StarData, config: FitConfig = FitConfig()):
     R_data = jnp.sqrt(x**2 + y**2)
     X, Y = x * length_scale, y * length_scale
     R2 = X**2 + Y**2
+    v2 = ((jnp.where(data.has_vx, vx, 0.0) ** 2 + jnp.where(data.has_vy, vy, 0.0) ** 2)
+          * pm_scale**2 + jnp.where(data.has_vz, vz, 0.0) ** 2)
+    if _uses_edges(data, config):
+        r_bound = jnp.sqrt(R2 if data.z is None else R2 + jnp.asarray(data.z) ** 2)
+        model, w_bound = cluster_scale(config, shape_model, r_bound, v2)
+    else:
+        model, w_bound = cluster_scale(config, shape_model)
     rt = model.rt
     if data.z is None:
-        zt2 = rt**2 - R2
-        inside = zt2 > 0
-        zt = jnp.sqrt(jnp.where(inside, zt2, 1.0))
+        # z = z_e u: z_e bounds the line-of-sight positions where the star is inside rt and
+        # bound, W(r_e) = v^2 / (2 s^2), so no proposal leaves the support of the DF.
+        r_e = radius_at_potential(model, 0.5 * v2 / model.s2)
+        ze2 = jnp.minimum(r_e, rt) ** 2 - R2
+        inside = ze2 > 0
+        ze = jnp.sqrt(jnp.where(inside, ze2, 1.0))
         with numpyro.plate("stars_z", n):
             u = numpyro.sample("u_los", dist.Uniform(-1.0, 1.0))
-        Z = zt * u
-        log_jac_z = jnp.where(inside, jnp.log(zt), 0.0)  # dz = z_t du; u's density 1/2 below
+        Z = ze * u
+        log_jac_z = jnp.where(inside, jnp.log(ze), -jnp.inf)  # dz = z_e du; u's density 1/2
     else:
         Z = jnp.asarray(data.z)
         log_jac_z = jnp.zeros(n)
     n_pm = data.has_vx.astype(float) + data.has_vy.astype(float)
     log_p = log_density_local(model, X, Y, Z, vx * pm_scale, vy * pm_scale, vz,
-                              data.has_vx, data.has_vy, data.has_vz)
+                              data.has_vx, data.has_vy, data.has_vz,
+                              w=w_bound if data.z is not None else None)
     # to data units: positions per (data length)^2, proper motions per (data velocity)^k
     log_p = log_p + 2.0 * jnp.log(length_scale) + n_pm * jnp.log(pm_scale)
     if data.z is None:
@@ -259,6 +325,9 @@ def star_model(data: StarData, config: FitConfig = FitConfig()):
         log_p = log_p + jnp.log(config.completeness(R_data))
     log_norm = _selection_log_norm(model, config, length_scale, f)
     numpyro.factor("stars", jnp.sum(log_p) - n * log_norm)
+
+    if profiles:
+        _profile_terms(model, profiles, p.get("distance"))
 
     if data.sky and np.any(data.has_parallax):
         has = np.asarray(data.has_parallax)
@@ -291,14 +360,33 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
                 sd = sd * K_PM * dist_kpc
             disp.append(sd)
     sigma2 = np.mean(np.square(disp)) if disp else 25.0
-    M = 2.0 * 2.5 * rh * 3.0 * sigma2 / G_CLUSTER  # x2: start bound, so no star escapes
+    M = 2.5 * rh * 3.0 * sigma2 / G_CLUSTER
     pr = config.priors
-    init = {
-        "W0": 6.0,
-        "q": 0.5,
-        "log10_M": float(np.clip(np.log10(M), pr.log10_M[0] + 1e-3, pr.log10_M[1] - 1e-3)),
-        "log10_rh": float(np.clip(np.log10(rh), pr.log10_rh[0] + 1e-3, pr.log10_rh[1] - 1e-3)),
-    }
+    init = {"W0": 6.0, "q": 0.5}
+    ln_M = float(np.clip(np.log(M), *(np.array(pr.log10_M) * math.log(10.0) + [1e-3, -1e-3])))
+    ln_rh = float(np.clip(np.log(rh), *(np.array(pr.log10_rh) * math.log(10.0)
+                                        + [1e-3, -1e-3])))
+    if _uses_edges(data, config):
+        from dastro.clusters.emulator import emulate
+
+        shape = emulate(init["W0"], float(g_hi(init["W0"])) * init["q"])
+        x = (data.x - guess["x0"]) * scale
+        y = (data.y - guess["y0"]) * scale
+        r = np.sqrt(x**2 + y**2 + (0.0 if data.z is None else data.z**2))
+        pm = K_PM * dist_kpc if data.sky else 1.0
+        v2 = ((np.where(data.has_vx, data.vx - guess["vx0"], 0.0) ** 2
+               + np.where(data.has_vy, data.vy - guess["vy0"], 0.0) ** 2) * pm**2
+              + np.where(data.has_vz, data.vz - guess["vz0"], 0.0) ** 2)
+        ln_rh_min = np.log(r.max()) + np.log(float(shape.rh / shape.rt))
+        d_rh = max(ln_rh - ln_rh_min, 0.3)
+        phi = np.asarray(shape.scale(1.0, rh=math.exp(ln_rh_min + d_rh)).potential(r))
+        ln_M_min = np.log(np.max(np.where(phi > 0, v2 / (2.0 * np.where(phi > 0, phi, 1.0)),
+                                          0.0)))
+        init["eta_rh"] = math.log(d_rh)
+        init["eta_M"] = math.log(max(ln_M - ln_M_min, 0.2))
+    else:
+        init["log10_M"] = ln_M / math.log(10.0)
+        init["log10_rh"] = ln_rh / math.log(10.0)
     if data.sky:
         init["distance"] = dist_kpc
     if config.fit_centre:
@@ -315,3 +403,40 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
     if config.contamination:
         init["f_field"] = 0.1
     return init
+
+
+def _profile_terms(model, profiles, distance):
+    """Add binned profiles to the posterior, with their number normalisations and
+    backgrounds: log10 n_norm ~ U(0, 8) [stars] and background ~ U(0, 10 x the lowest
+    measured density) per number-density profile."""
+    from dastro.inference.profiles import profiles_factor
+
+    norms, backgrounds = [], []
+    for i, prof in enumerate(p for p in profiles if p.kind == "number_density"):
+        log10_n = numpyro.sample(f"log10_n_norm_{i}", dist.Uniform(0.0, 8.0))
+        norms.append(10.0**log10_n)
+        low = float(np.min(prof.value))
+        backgrounds.append(numpyro.sample(f"background_{i}", dist.Uniform(0.0, 10.0 * low)))
+    profiles_factor("profiles", model, profiles, distance_kpc=distance,
+                    n_norm=jnp.stack(norms) if norms else None,
+                    background=jnp.stack(backgrounds) if backgrounds else None)
+
+
+def profile_model(profiles, config: FitConfig = FitConfig()):
+    """numpyro model of binned profiles only (surface density, dispersions).
+
+    Parameters: W0, q (g), log10_M, log10_rh, the distance for sky profiles (prior from
+    ``config.priors.distance``), and per number-density profile log10_n_norm_i and
+    background_i (see :func:`_profile_terms`).
+    """
+    pr = config.priors
+    sky = any(p.sky for p in profiles)
+    if sky and pr.distance is None:
+        raise ValueError("sky profiles need a distance prior: Priors(distance=(mean, sd)) [kpc]")
+    W0 = numpyro.sample("W0", dist.Uniform(*pr.W0))
+    q = numpyro.sample("q", dist.Uniform(0.0, 1.0))
+    g = numpyro.deterministic("g", q * g_hi(W0))
+    distance = (numpyro.sample("distance", dist.TruncatedNormal(
+        pr.distance[0], pr.distance[1], low=0.0)) if sky else None)
+    model, _ = cluster_scale(config, _emulate(load_table(), W0, g))
+    _profile_terms(model, profiles, distance)
