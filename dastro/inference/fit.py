@@ -9,12 +9,17 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-import arviz as az
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.infer import MCMC, NUTS, init_to_value
+
+with warnings.catch_warnings():  # arviz announces its coming refactor on import
+    warnings.simplefilter("ignore")
+    import arviz as az
 
 __all__ = ["FitResult", "run_nuts"]
 

@@ -22,7 +22,7 @@ def _pyplot():
 
 def plot_corner(result, path, *, truth=None):
     """Pairwise posterior of the cluster parameters, truth marked when given."""
-    import arviz as az
+    from dastro.inference.fit import az
 
     plt = _pyplot()
     names = [n for n in result.var_names if n in ("W0", "g", "log10_M", "log10_rh",
