@@ -1,0 +1,87 @@
+"""Pointwise DF densities (dastro.clusters.df_local) against the line-of-sight densities of
+dastro.clusters.df, the 6D density, gammainc, and finite differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.scipy.special import gammainc
+
+import dastro  # noqa: F401  (float64)
+from dastro.clusters import df, emulate, solve
+from dastro.clusters.df_local import _log_e, log_density_local, radius_at_potential
+from dastro.clusters.emulator import _emulate, load_table
+
+STAR = (1.2, -0.7, 0.9, 3.0, -2.0, 4.5)
+
+
+@pytest.fixture(scope="module")
+def king():
+    return solve(6.0, 1.3).scale(1e5, rh=3.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 3.0), st.integers(0, 3), st.floats(1e-4, 14.0))
+def test_series_matches_incomplete_gamma(g, k, x):
+    h = g + 0.5 * k
+    ours = float(_log_e(jnp.asarray(g), jnp.asarray(k), jnp.asarray(x), 64))
+    ref = x if h == 0 else x + float(jnp.log(gammainc(h, x)))
+    assert ours == pytest.approx(ref, abs=1e-12, rel=1e-12)
+
+
+def test_full_velocities_match_6d_density(king):
+    a = float(log_density_local(king, *STAR))
+    b = float(df.log_density_6d(king, *STAR))
+    assert a == pytest.approx(b, abs=1e-9)
+    aniso = solve(6.0, 1.3, 5.0).scale(1e5, rh=3.0)
+    assert float(log_density_local(aniso, *STAR)) == pytest.approx(
+        float(df.log_density_6d(aniso, *STAR)), abs=1e-9)
+
+
+@pytest.mark.parametrize("mask,fn,nv", [((1, 1, 1), "log_density_xy_v3", 3),
+                                        ((0, 0, 1), "log_density_xy_vlos", 1),
+                                        ((1, 1, 0), "log_density_xy_pm", 2),
+                                        ((0, 0, 0), "log_density_xy", 0)])
+def test_line_of_sight_integral_gives_projected_densities(king, mask, fn, nv):
+    """int dz of the pointwise density (missing components integrated analytically)."""
+    x, y, _, *v = STAR
+    zz = np.linspace(-float(king.rt), float(king.rt), 40001)
+    lp = log_density_local(king, x, y, zz, *v, *[bool(m) for m in mask])
+    integral = np.log(np.trapezoid(np.exp(np.asarray(lp)), zz))
+    args = {3: v, 1: v[2:], 2: v[:2], 0: []}[nv]
+    assert integral == pytest.approx(float(getattr(df, fn)(king, x, y, *args)), abs=1e-5)
+
+
+def test_outside_support_is_minus_inf_with_zero_gradient(king):
+    far = log_density_local(king, 0.0, 0.0, 2 * float(king.rt), 0.0, 0.0, 0.0)
+    fast = log_density_local(king, 0.1, 0.0, 0.0, 500.0, 0.0, 0.0)
+    assert far == -jnp.inf and fast == -jnp.inf
+    grad = jax.grad(lambda vz: jnp.sum(jnp.where(
+        jnp.isfinite(log_density_local(king, 0.1, 0.0, 0.0, 500.0, 0.0, vz)), 0.0, 0.0)))(1.0)
+    assert np.isfinite(grad)
+
+
+def test_anisotropic_models_need_all_components():
+    aniso = solve(6.0, 1.3, 5.0)
+    with pytest.raises(ValueError, match="anisotropic"):
+        log_density_local(aniso, 0.1, 0.2, 0.3, 0.1, 0.1, 0.1, True, True, False)
+
+
+def test_escape_radius_inverts_the_potential_and_differentiates():
+    m = emulate(6.0, 1.2).scale(1e5, rh=3.0)
+    w = jnp.array([0.0, 0.01, 0.5, 2.0, 3.3, 5.9, 6.0])
+    r = jax.jit(radius_at_potential)(m, w)
+    assert float(r[0]) == pytest.approx(float(m.rt), rel=1e-12)
+    assert float(r[-1]) == 0.0
+    np.testing.assert_allclose(np.asarray(m.potential(r[1:-1]) / m.s2), np.asarray(w[1:-1]),
+                               atol=1e-12)
+    table = load_table()
+
+    @jax.jit
+    def f(W0):
+        return radius_at_potential(_emulate(table, W0, 1.2).scale(1e5, rh=3.0), 2.0)
+
+    fd = (f(6.0 + 1e-5) - f(6.0 - 1e-5)) / 2e-5
+    assert float(jax.jit(jax.grad(f))(6.0)) == pytest.approx(float(fd), rel=1e-5)
