@@ -140,6 +140,7 @@ def run_fit_cluster(argv) -> int:
         FitConfig,
         Priors,
         _check_config,
+        cluster_sites,
         initial_values,
         star_model,
     )
@@ -172,6 +173,7 @@ def run_fit_cluster(argv) -> int:
     if args.contamination:
         var_names.append("f_field")
     result = run_nuts(star_model, data, config, var_names=var_names, init_values=init,
+                      dense_mass=[cluster_sites(data, config)],
                       num_warmup=args.warmup, num_samples=args.samples,
                       num_chains=args.chains, seed=args.seed, sampler=args.sampler,
                       progress=not args.no_progress)

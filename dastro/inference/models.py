@@ -440,3 +440,16 @@ def profile_model(profiles, config: FitConfig = FitConfig()):
         pr.distance[0], pr.distance[1], low=0.0)) if sky else None)
     model, _ = cluster_scale(config, _emulate(load_table(), W0, g))
     _profile_terms(model, profiles, distance)
+
+
+def cluster_sites(data: StarData, config: FitConfig = FitConfig()) -> tuple[str, ...]:
+    """Names of the cluster-level sample sites of :func:`star_model` (for a dense mass block)."""
+    names = ["W0", "q"]
+    names += ["eta_rh", "eta_M"] if _uses_edges(data, config) else ["log10_M", "log10_rh"]
+    if data.sky:
+        names.append("distance")
+    if config.fit_centre:
+        names += ["x0", "y0", "vx0", "vy0", "vz0"]
+    if config.contamination:
+        names.append("f_field")
+    return tuple(names)
