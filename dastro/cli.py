@@ -200,6 +200,10 @@ def _run_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["fit-cluster"], ["fit-profiles"], ["demo"]):
+        from dastro.devices import use_cpu_cores
+
+        use_cpu_cores()  # chains in parallel, one per core; before JAX starts
     if argv[:1] == ["fit-cluster"]:
         from dastro.inference.cli_fit import run_fit_cluster
 

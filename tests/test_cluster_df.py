@@ -254,6 +254,7 @@ def _perturbed(model, theta):
     return m, df.Centre(*theta[4:9])
 
 
+@pytest.mark.slow  # 75 s; run with pytest -m slow
 def test_gradients_ignore_impossible_stars(iso_model):
     """Gradients of the good stars are unchanged by adding -inf stars (no NaN leaks)."""
     rt = float(iso_model.rt)

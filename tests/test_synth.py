@@ -127,6 +127,7 @@ def small(msun, ges):
     return wl, plan
 
 
+@pytest.mark.slow  # ~2.5 min; run with pytest -m slow (transfer gradients stay in the suite)
 def test_gradients_match_finite_differences(msun, ges, small):
     wl, plan = small
     w = jnp.asarray(np.cos(np.arange(wl.size)))

@@ -7,14 +7,12 @@ R-hat, bulk and tail ESS and divergence counts in ``result.summary`` / ``result.
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
-
 import warnings
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro
 from numpyro.infer import MCMC, NUTS, init_to_value
 
 with warnings.catch_warnings():  # arviz announces its coming refactor on import
@@ -80,7 +78,7 @@ class FitResult(NamedTuple):
 
 def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_samples=1000,
              num_chains=4, seed=0, sampler="numpyro", target_accept=0.8, max_tree_depth=10,
-             dense_mass=False, chain_method="vectorized", progress=True, **kwargs) -> FitResult:
+             dense_mass=False, chain_method="auto", progress=True, **kwargs) -> FitResult:
     """Sample a numpyro model with NUTS.
 
     Args:
@@ -93,11 +91,16 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
             potential function).
         dense_mass: numpyro's option: False (diagonal), True, or a list of tuples of site
             names with a dense block each (e.g. the cluster parameters of a hierarchical model).
-        chain_method: numpyro's "vectorized" (default; one compiled program for all chains)
-            or "sequential".
+        chain_method: numpyro's "parallel" (one chain per CPU device, see
+            :func:`dastro.devices.use_cpu_cores`), "vectorized" (one compiled program for
+            all chains, in lock step) or "sequential"; "auto" (default) takes "parallel"
+            when there are at least as many devices as chains, else "vectorized".
     """
     if num_chains < 1 or num_samples < 1 or num_warmup < 0:
         raise ValueError("num_chains and num_samples must be >= 1 and num_warmup >= 0")
+    if chain_method == "auto":
+        parallel = 1 < num_chains <= jax.local_device_count()
+        chain_method = "parallel" if parallel else "vectorized"
     t0 = time.perf_counter()
     init = init_to_value(values=init_values or {})
     if sampler == "numpyro":

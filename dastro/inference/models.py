@@ -28,6 +28,10 @@ Per star (latent coordinates, the hierarchical approach):
 - true coordinates, where a component has a non-zero error: non-centred,
   c_true = c_obs - err * eps with eps ~ N(0, 1); the Gaussian measurement density is then
   exactly the prior of eps.
+  With FitConfig(velocity_errors="marginal") the velocity errors are integrated out per
+  star instead, by a Gauss-Hermite product rule over the components with errors (fewer
+  parameters, more density evaluations; accurate while errors are below about half the
+  dispersion); the edges then bind the slowest node of each star.
 - unobserved velocity components are integrated out analytically (isotropic models; see
   :mod:`dastro.clusters.df_local`), so each star uses the right marginal density.
 The cluster density of a star in data units carries the Jacobians of the sky conversion:
@@ -97,6 +101,12 @@ class FitConfig(NamedTuple):
             (the whole cluster is observed). Needed with contamination.
         completeness: C(R) in [0, 1] of the projected radius from the centre [data units],
             jnp-traceable, or None (complete).
+        velocity_errors: "latent" (default; a latent true velocity per measured component,
+            exact) or "marginal" (the Gaussian errors integrated out per star by a
+            Gauss-Hermite product rule, no velocity latents; exact enough when the errors are
+            below about half the velocity dispersion, see the module docstring).
+        error_nodes: Gauss-Hermite nodes per velocity component with "marginal" (default 5;
+            the cost per star grows as error_nodes ** (components with errors)).
     """
 
     priors: Priors = Priors()
@@ -104,6 +114,8 @@ class FitConfig(NamedTuple):
     contamination: bool = False
     field_radius: float | None = None
     completeness: Callable | None = None
+    velocity_errors: str = "latent"
+    error_nodes: int = 5
 
 
 def _guess(data: StarData):
@@ -128,6 +140,12 @@ def _check_config(data: StarData, config: FitConfig):
                          "in kpc")
     if config.contamination and config.field_radius is None:
         raise ValueError("contamination needs the field of view: FitConfig(field_radius=...)")
+    if config.velocity_errors not in ("latent", "marginal"):
+        raise ValueError(f"velocity_errors must be 'latent' or 'marginal', got "
+                         f"{config.velocity_errors!r}")
+    if config.velocity_errors == "marginal" and not 1 <= config.error_nodes <= 20:
+        raise ValueError(f"error_nodes = {config.error_nodes}: use 1 to 20 Gauss-Hermite nodes "
+                         "per velocity component")
     if config.field_radius is not None:
         R = np.hypot(data.x, data.y)
         out = np.flatnonzero(R > config.field_radius)
@@ -209,6 +227,65 @@ def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
     return model, (None if r_star is None else w_star)
 
 
+def _hermite_rule(n_nodes: int):
+    """Probabilists' Gauss-Hermite rule: int g(a) N(a; 0, 1) da = sum_k w_k g(a_k)."""
+    a, w = np.polynomial.hermite_e.hermegauss(n_nodes)
+    return a, w / math.sqrt(2.0 * math.pi)
+
+
+def _err(data: StarData, name: str) -> np.ndarray:
+    """Errors of a velocity component, 0 where it is not observed or has no error."""
+    has = np.asarray(getattr(data, "has_" + name))
+    err = getattr(data, name + "_err")
+    if err is None:
+        return np.zeros(has.shape)
+    return np.where(has & np.isfinite(err), err, 0.0)
+
+
+def _log_density_error_marginal(model, data, config, X, Y, Z, velocities, scales, w):
+    """log int p(position, v_true) prod_i N(v_obs,i - v_true,i; err_i) dv_true per star.
+
+    The Gaussian velocity errors are integrated out by a product Gauss-Hermite rule over the
+    components that have errors anywhere in the catalogue (v_true = v_obs - err * a_k);
+    components without errors take one node. The potential at the star is computed once and
+    shared by all nodes. Exact for densities polynomial of degree < 2 error_nodes over the
+    error ellipsoid; the DF varies on the scale of the velocity dispersion (and has a kink in
+    slope at the escape speed for g < 1), so the rule is accurate while the errors stay below
+    about half the dispersion.
+    """
+    a, wts = _hermite_rule(config.error_nodes)
+    grids, log_w = [], jnp.zeros(())
+    for name, v, k in zip(("vx", "vy", "vz"), velocities, scales, strict=True):
+        err = _err(data, name)
+        if np.any(err > 0):
+            # nodes on a new trailing axis of its own (outer product over components)
+            v = (v[:, None] - jnp.asarray(err)[:, None] * jnp.asarray(a)) * k
+            grids.append(v)
+            log_w = log_w[..., None] + jnp.log(jnp.asarray(wts))
+        else:
+            grids.append((v * k)[:, None])
+    d = len(log_w.shape)
+    shaped = []
+    axis = 0
+    for g_ in grids:
+        if g_.shape[1] > 1:
+            shape = [g_.shape[0]] + [1] * d
+            shape[1 + axis] = g_.shape[1]
+            axis += 1
+        else:
+            shape = [g_.shape[0]] + [1] * d
+        shaped.append(jnp.reshape(g_, shape))
+    r = jnp.sqrt(X**2 + Y**2 + Z**2)
+    if w is None:
+        w, _ = model._state(r / model.length_unit)
+    expand = (slice(None),) + (None,) * d
+    masks = [np.asarray(getattr(data, "has_" + c))[expand] for c in ("vx", "vy", "vz")]
+    log_p = log_density_local(model, X[expand], Y[expand], Z[expand], *shaped, *masks,
+                              w=w[expand])
+    axes = tuple(range(1, d + 1))
+    return jax.scipy.special.logsumexp(log_p + log_w, axis=axes) if d else log_p[:, ...]
+
+
 def _uses_edges(data: StarData, config: FitConfig) -> bool:
     """Edge reparameterisation (see cluster_scale): all stars members, some velocities."""
     return (not config.contamination) and bool(np.any(data.has_vx | data.has_vy | data.has_vz))
@@ -266,14 +343,25 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     ones = np.ones(n, bool)
     x = true_values("x", data.x, data.x_err, ones) - p["x0"]
     y = true_values("y", data.y, data.y_err, ones) - p["y0"]
-    vx = true_values("vx", data.vx, data.vx_err, data.has_vx) - p["vx0"]
-    vy = true_values("vy", data.vy, data.vy_err, data.has_vy) - p["vy0"]
-    vz = true_values("vz", data.vz, data.vz_err, data.has_vz) - p["vz0"]
+    marginal = config.velocity_errors == "marginal"
+    if marginal:  # observed velocities; their errors are integrated out below
+        vx, vy, vz = (jnp.asarray(getattr(data, c)) - p[c + "0"] for c in ("vx", "vy", "vz"))
+    else:
+        vx = true_values("vx", data.vx, data.vx_err, data.has_vx) - p["vx0"]
+        vy = true_values("vy", data.vy, data.vy_err, data.has_vy) - p["vy0"]
+        vz = true_values("vz", data.vz, data.vz_err, data.has_vz) - p["vz0"]
     R_data = jnp.sqrt(x**2 + y**2)
     X, Y = x * length_scale, y * length_scale
     R2 = X**2 + Y**2
-    v2 = ((jnp.where(data.has_vx, vx, 0.0) ** 2 + jnp.where(data.has_vy, vy, 0.0) ** 2)
-          * pm_scale**2 + jnp.where(data.has_vz, vz, 0.0) ** 2)
+    scales = (pm_scale, pm_scale, 1.0)
+    comps = [jnp.where(getattr(data, "has_" + c), v, 0.0) * k
+             for c, v, k in zip(("vx", "vy", "vz"), (vx, vy, vz), scales, strict=True)]
+    if marginal:
+        # the speed of the slowest Gauss-Hermite node bounds the edges: that node must be bound
+        a_max = float(np.max(_hermite_rule(config.error_nodes)[0]))
+        comps = [jnp.sign(c) * jnp.maximum(jnp.abs(c) - a_max * k * _err(data, name), 0.0)
+                 for c, k, name in zip(comps, scales, ("vx", "vy", "vz"), strict=True)]
+    v2 = comps[0] ** 2 + comps[1] ** 2 + comps[2] ** 2
     if _uses_edges(data, config):
         r_bound = jnp.sqrt(R2 if data.z is None else R2 + jnp.asarray(data.z) ** 2)
         model, w_bound = cluster_scale(config, shape_model, r_bound, v2)
@@ -295,9 +383,13 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
         Z = jnp.asarray(data.z)
         log_jac_z = jnp.zeros(n)
     n_pm = data.has_vx.astype(float) + data.has_vy.astype(float)
-    log_p = log_density_local(model, X, Y, Z, vx * pm_scale, vy * pm_scale, vz,
-                              data.has_vx, data.has_vy, data.has_vz,
-                              w=w_bound if data.z is not None else None)
+    if marginal:
+        log_p = _log_density_error_marginal(model, data, config, X, Y, Z, (vx, vy, vz),
+                                            scales, w_bound if data.z is not None else None)
+    else:
+        log_p = log_density_local(model, X, Y, Z, vx * pm_scale, vy * pm_scale, vz,
+                                  data.has_vx, data.has_vy, data.has_vz,
+                                  w=w_bound if data.z is not None else None)
     # to data units: positions per (data length)^2, proper motions per (data velocity)^k
     log_p = log_p + 2.0 * jnp.log(length_scale) + n_pm * jnp.log(pm_scale)
     if data.z is None:
@@ -315,8 +407,10 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
             mu = numpyro.sample(f"field_{c}", dist.Normal(guess[c + "0"], 5.0 * sd0 + 1e-9))
             log_sd = numpyro.sample(f"field_log_sd_{c}", dist.Uniform(
                 math.log(0.3 * sd0 + 1e-9), math.log(30.0 * sd0 + 1e-9)))
-            log_field = log_field + jnp.where(
-                has, dist.Normal(mu, jnp.exp(log_sd)).log_prob(vel), 0.0)
+            sd = jnp.exp(log_sd)
+            if marginal:  # the field Gaussian convolved with the measurement error
+                sd = jnp.sqrt(sd**2 + jnp.asarray(_err(data, c)) ** 2)
+            log_field = log_field + jnp.where(has, dist.Normal(mu, sd).log_prob(vel), 0.0)
         log_p = jnp.logaddexp(jnp.log1p(-f) + log_p, jnp.log(f) + log_field)
     else:
         f = jnp.zeros(())

@@ -140,8 +140,8 @@ def _plot_star_data(plt, result, data, draws):
 
 
 def _plot_profile_data(plt, result, profiles, draws):
-    from dastro.inference.models import ARCSEC_PC_PER_KPC
     from dastro.constants import K_PM
+    from dastro.inference.models import ARCSEC_PC_PER_KPC
 
     post = result.idata.posterior
     fig, axes = plt.subplots(1, len(profiles), figsize=(5 * len(profiles), 4), squeeze=False)
