@@ -73,6 +73,7 @@ def _ew(wl, f, c, lo, hi):
     return float(np.sum(1 - f[m] / c[m]) * (wl[1] - wl[0]) * 1e3)
 
 
+@pytest.mark.slow  # 2.5 min of synthesis; run with pytest -m slow
 def test_solar_continuum_flux(mgb_spectra):
     for name in ("marcs", "atlas"):
         wl, f, c = mgb_spectra[name]
@@ -84,6 +85,7 @@ def test_solar_continuum_flux(mgb_spectra):
     np.testing.assert_allclose(c_a, c_m, rtol=0.03)  # ATLAS9 vs MARCS solar models
 
 
+@pytest.mark.slow  # shares the 2.5-min solar synthesis above
 def test_mg_b_equivalent_widths(mgb_spectra):
     edges = [5155.0, 5170.0, 5178.0, 5195.0]
     for name in ("marcs", "atlas"):

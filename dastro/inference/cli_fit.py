@@ -105,6 +105,10 @@ def parser_fit_cluster() -> argparse.ArgumentParser:
                    help="radius of the field of view [data units: arcsec or pc]")
     p.add_argument("--contamination", action="store_true",
                    help="fit a field-star fraction (needs --field-radius)")
+    p.add_argument("--velocity-errors", choices=("latent", "marginal"), default="latent",
+                   help="velocity errors as latent true velocities (default, exact) or "
+                        "integrated out per star by Gauss-Hermite (no velocity latents; for "
+                        "errors below about half the dispersion)")
     p.add_argument("--n-stars", type=int, default=300,
                    help="stars in the embedded mock (default 300)")
     _common(p)
@@ -162,7 +166,7 @@ def run_fit_cluster(argv) -> int:
         name = args.name or args.catalog.stem
     print(describe(data))
     config = FitConfig(priors=Priors(distance=distance), contamination=args.contamination,
-                       field_radius=args.field_radius)
+                       field_radius=args.field_radius, velocity_errors=args.velocity_errors)
     try:
         _check_config(data, config)  # the model checks too; fail before compiling
         init = initial_values(data, config)

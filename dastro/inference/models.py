@@ -488,7 +488,8 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
             init[name] = float(guess[name])
     if data.z is None:
         init["u_los"] = np.zeros(data.n)
-    for c in ("x", "y", "vx", "vy", "vz"):
+    latent = ("x", "y") if config.velocity_errors == "marginal" else ("x", "y", "vx", "vy", "vz")
+    for c in latent:
         err = np.asarray(getattr(data, c + "_err"))
         has = np.ones(data.n, bool) if c in ("x", "y") else getattr(data, "has_" + c)
         k = int(np.sum(np.where(has, err, 0.0) > 0))
