@@ -234,11 +234,9 @@ def _hermite_rule(n_nodes: int):
 
 
 def _err(data: StarData, name: str) -> np.ndarray:
-    """Errors of a velocity component, 0 where it is not observed or has no error."""
-    has = np.asarray(getattr(data, "has_" + name))
-    err = getattr(data, name + "_err")
-    if err is None:
-        return np.zeros(has.shape)
+    """Errors of a coordinate (x, y, vx, vy, vz), 0 where it is not observed."""
+    err = np.asarray(getattr(data, name + "_err"))
+    has = np.asarray(getattr(data, "has_" + name)) if name.startswith("v") else True
     return np.where(has & np.isfinite(err), err, 0.0)
 
 
@@ -246,44 +244,39 @@ def _log_density_error_marginal(model, data, config, X, Y, Z, velocities, scales
     """log int p(position, v_true) prod_i N(v_obs,i - v_true,i; err_i) dv_true per star.
 
     The Gaussian velocity errors are integrated out by a product Gauss-Hermite rule over the
-    components that have errors anywhere in the catalogue (v_true = v_obs - err * a_k);
-    components without errors take one node. The potential at the star is computed once and
-    shared by all nodes. Exact for densities polynomial of degree < 2 error_nodes over the
-    error ellipsoid; the DF varies on the scale of the velocity dispersion (and has a kink in
-    slope at the escape speed for g < 1), so the rule is accurate while the errors stay below
-    about half the dispersion.
+    components that have errors anywhere in the catalogue (v_true = v_obs - err * a_k), each
+    on an axis of its own after the star axis; components without errors take one node. The
+    potential at the star is computed once and shared by all nodes. Exact for densities
+    polynomial of degree < 2 error_nodes over the error ellipsoid; the DF varies on the scale
+    of the velocity dispersion (and has a kink in slope at the escape speed for g < 1), so the
+    rule is accurate while the errors stay below about half the dispersion.
     """
     a, wts = _hermite_rule(config.error_nodes)
-    grids, log_w = [], jnp.zeros(())
-    for name, v, k in zip(("vx", "vy", "vz"), velocities, scales, strict=True):
-        err = _err(data, name)
-        if np.any(err > 0):
-            # nodes on a new trailing axis of its own (outer product over components)
-            v = (v[:, None] - jnp.asarray(err)[:, None] * jnp.asarray(a)) * k
-            grids.append(v)
-            log_w = log_w[..., None] + jnp.log(jnp.asarray(wts))
-        else:
-            grids.append((v * k)[:, None])
-    d = len(log_w.shape)
+    names = ("vx", "vy", "vz")
+    errs = [_err(data, c) for c in names]
+    noisy = [i for i, e in enumerate(errs) if np.any(e > 0)]
+    d = len(noisy)
+
+    def on_axis(values, j):  # (..., K) -> K along node axis j of (n, K or 1, ...)
+        shape = [-1] + [1] * d
+        shape[1 + j] = len(a)
+        return jnp.reshape(values, shape)
+
     shaped = []
-    axis = 0
-    for g_ in grids:
-        if g_.shape[1] > 1:
-            shape = [g_.shape[0]] + [1] * d
-            shape[1 + axis] = g_.shape[1]
-            axis += 1
+    for i, (v, k) in enumerate(zip(velocities, scales, strict=True)):
+        if i in noisy:
+            true = v[:, None] - jnp.asarray(errs[i])[:, None] * jnp.asarray(a)
+            shaped.append(on_axis(true * k, noisy.index(i)))
         else:
-            shape = [g_.shape[0]] + [1] * d
-        shaped.append(jnp.reshape(g_, shape))
-    r = jnp.sqrt(X**2 + Y**2 + Z**2)
+            shaped.append(jnp.reshape(v * k, [-1] + [1] * d))
+    log_w = sum((on_axis(jnp.log(jnp.asarray(wts)), j) for j in range(d)), jnp.zeros(()))
     if w is None:
-        w, _ = model._state(r / model.length_unit)
+        w, _ = model._state(jnp.sqrt(X**2 + Y**2 + Z**2) / model.length_unit)
     expand = (slice(None),) + (None,) * d
-    masks = [np.asarray(getattr(data, "has_" + c))[expand] for c in ("vx", "vy", "vz")]
+    masks = [np.asarray(getattr(data, "has_" + c))[expand] for c in names]
     log_p = log_density_local(model, X[expand], Y[expand], Z[expand], *shaped, *masks,
                               w=w[expand])
-    axes = tuple(range(1, d + 1))
-    return jax.scipy.special.logsumexp(log_p + log_w, axis=axes) if d else log_p[:, ...]
+    return jax.scipy.special.logsumexp(log_p + log_w, axis=tuple(range(1, d + 1)))
 
 
 def _uses_edges(data: StarData, config: FitConfig) -> bool:
@@ -330,9 +323,9 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
         length_scale = jnp.ones(())
         pm_scale = jnp.ones(())
 
-    def true_values(name, obs, err, has):
+    def true_values(name, obs):
         """Latent true coordinate (data units) where errors are non-zero."""
-        err = np.where(has, err, 0.0)
+        err = _err(data, name)
         if not np.any(err > 0):
             return jnp.asarray(obs)
         idx = np.flatnonzero(err > 0)
@@ -340,16 +333,15 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
             eps = numpyro.sample(f"eps_{name}", dist.Normal(0.0, 1.0))
         return jnp.asarray(obs).at[idx].add(-jnp.asarray(err[idx]) * eps)
 
-    ones = np.ones(n, bool)
-    x = true_values("x", data.x, data.x_err, ones) - p["x0"]
-    y = true_values("y", data.y, data.y_err, ones) - p["y0"]
+    x = true_values("x", data.x) - p["x0"]
+    y = true_values("y", data.y) - p["y0"]
     marginal = config.velocity_errors == "marginal"
     if marginal:  # observed velocities; their errors are integrated out below
         vx, vy, vz = (jnp.asarray(getattr(data, c)) - p[c + "0"] for c in ("vx", "vy", "vz"))
     else:
-        vx = true_values("vx", data.vx, data.vx_err, data.has_vx) - p["vx0"]
-        vy = true_values("vy", data.vy, data.vy_err, data.has_vy) - p["vy0"]
-        vz = true_values("vz", data.vz, data.vz_err, data.has_vz) - p["vz0"]
+        vx = true_values("vx", data.vx) - p["vx0"]
+        vy = true_values("vy", data.vy) - p["vy0"]
+        vz = true_values("vz", data.vz) - p["vz0"]
     R_data = jnp.sqrt(x**2 + y**2)
     X, Y = x * length_scale, y * length_scale
     R2 = X**2 + Y**2
@@ -490,9 +482,7 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
         init["u_los"] = np.zeros(data.n)
     latent = ("x", "y") if config.velocity_errors == "marginal" else ("x", "y", "vx", "vy", "vz")
     for c in latent:
-        err = np.asarray(getattr(data, c + "_err"))
-        has = np.ones(data.n, bool) if c in ("x", "y") else getattr(data, "has_" + c)
-        k = int(np.sum(np.where(has, err, 0.0) > 0))
+        k = int(np.sum(_err(data, c) > 0))
         if k:
             init["eps_" + c] = np.zeros(k)
     if config.contamination:
