@@ -1,13 +1,13 @@
 """Recovery of known cluster parameters by every variant of the star-level and profile models.
 
-Runs the tests of tests/test_inference_models.py that are marked slow (minutes of NUTS each,
-too long for the default suite): 6D exact coordinates; missing velocity components with an
-unknown, moving centre; sky units with proper-motion and line-of-sight velocity errors and a
-distance; a radial selection function with a field of view; field contamination; binned
-profiles; each on a small mock and again on a larger one with longer chains. Each test asserts
-that the posterior means lie within 3 posterior standard deviations of the truth and that the
-chains are healthy (R-hat, divergences). Prints one line per test (outcome, seconds) and writes
-benchmarks/results/clusters_recovery.json.
+Runs the tests of tests/test_inference_models.py and tests/test_inference_fit.py marked slow
+(minutes of NUTS each, too long for the default suite): 6D exact coordinates; missing velocity
+components with an unknown, moving centre; sky units with proper-motion and line-of-sight
+velocity errors and a distance; a radial selection function with a field of view; field
+contamination; binned profiles; each on a small mock and again on a larger one with longer
+chains. Each test asserts that the posterior means lie within 3 posterior standard deviations of
+the truth and that the chains are healthy (R-hat, divergences). Prints one line per test
+(outcome, seconds) and writes benchmarks/results/clusters_recovery.json.
 
 Run: python benchmarks/clusters_recovery.py [-k EXPRESSION]   (pytest's -k, to pick tests)
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "clusters_recovery.json"
-TESTS = "tests/test_inference_models.py"
+TESTS = ["tests/test_inference_models.py", "tests/test_inference_fit.py"]
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", TESTS, "-m", "slow", "-q", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", *TESTS, "-m", "slow", "-q", "-p", "no:cacheprovider",
                f"--junitxml={junit}"]
         if args.k:
             cmd += ["-k", args.k]

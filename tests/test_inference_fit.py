@@ -21,6 +21,7 @@ def mock():
     return sample(model, 150, jax.random.PRNGKey(7))
 
 
+@pytest.mark.slow  # ~90 s of NUTS; run by benchmarks/clusters_recovery.py
 def test_exact_coordinates_recover_the_truth(mock):
     data = StarData.from_arrays(mock.x, mock.y, mock.vx, mock.vy, mock.vz, z=mock.z)
     config = FitConfig(fit_centre=False)
