@@ -269,6 +269,7 @@ def test_property_monotone_where_physics_says(lam, factor, T):
         assert float(f(lam * factor)) < float(f(lam))
 
 
+@pytest.mark.slow  # second-order compile ~25 s; first derivatives stay in the suite
 def test_second_derivatives_finite():
     s = C.ContinuumState(*(jnp.asarray(v) for v in (6000.0, 1e13, 1e17, 1e13, 1e9, 1e16, 1e12)),
                          n_metal=jnp.full(7, 1e12), n_heii=jnp.asarray(1e10),

@@ -260,6 +260,7 @@ def test_property_saha_fractions(T, log_ne):
     assert f2[25, 0] >= f[25, 0] * (1 - 1e-12)
 
 
+@pytest.mark.slow  # second-order compile ~40 s; first-derivative FD stays in the suite
 @pytest.mark.parametrize("T", [3000.0, 6000.0])
 def test_second_derivative_vs_finite_differences(T):
     """d2 ln n_e / dT2 (reverse over reverse through the custom JVP) vs differences of grads."""

@@ -72,6 +72,7 @@ def test_gauss_hermite_matches_brute_force(errors):
     assert np.max(np.abs(got - exact)) > 1e-3
 
 
+@pytest.mark.slow  # ~40 s of compile; the rule itself is checked against brute force in the suite
 def test_marginal_model_has_no_velocity_latents_and_a_finite_gradient():
     rng = np.random.default_rng(4)
     pos, vel = _stars()  # projected positions only: z is a latent

@@ -596,7 +596,8 @@ def _marginal_over_latent(data, config, params):
     return float(jax.scipy.special.logsumexp(f) + math.log(dt)), trace
 
 
-@pytest.mark.parametrize("observed", ["v3", "none", pytest.param("vlos", marks=pytest.mark.slow),
+@pytest.mark.parametrize("observed", [pytest.param("v3", marks=pytest.mark.slow), "none",
+                                      pytest.param("vlos", marks=pytest.mark.slow),
                                       pytest.param("pm", marks=pytest.mark.slow)])
 def test_line_of_sight_latent_integrates_to_the_projected_density(mock, observed):
     """int over a star's line-of-sight latent of numpyro's log density (likelihood part)

@@ -105,6 +105,7 @@ def test_mg_b_equivalent_widths(mgb_spectra):
     assert ew_a == pytest.approx(ew_m, rel=0.08)
 
 
+@pytest.mark.slow  # ~30 s
 def test_h_alpha_wings(msun):
     ll = _mgb()
     wl = np.arange(6540.0, 6586.0, 0.05)
@@ -219,6 +220,7 @@ def test_example_runs(tmp_path):
     assert np.all(np.isfinite(out["jac_mg"])) and np.min(out["jac_mg"]) < 0
 
 
+@pytest.mark.slow  # ~45 s; the synth CLI argument errors stay in the suite
 def test_cli_writes_csv_fits_and_plot(tmp_path):
     from astropy.table import Table
 
@@ -249,3 +251,10 @@ def test_cli_chunks_with_progress(tmp_path):
             "--no-hydrogen", "--chunk", "0.2", "-o", str(tmp_path / "c.csv")]
     assert run_synth(args) == 0
     assert len(Table.read(tmp_path / "c.csv", format="ascii.csv")) == 9
+
+
+def test_cli_rejects_an_empty_wavelength_range():
+    from dastro.rt.cli_synth import run_synth
+
+    with pytest.raises(SystemExit):
+        run_synth([str(MSUN), str(GES_5170), "--start", "5172", "--end", "5171", "-o", "x.csv"])
