@@ -122,6 +122,93 @@ def test_solar_photosphere_shape(solar):
     assert 1.5e-26 < k5000 < 6e-26
 
 
+def _gray_recipe_per_neutral_h(lam, T, p_e, hei_per_hi):
+    """Gray (2005, ch. 8) continuous absorption per neutral H atom [cm^2], written from the book.
+
+    H I bf (eq. 8.8: three explicit levels, the rest as an integral; Gaunt eq. 8.5), H I ff
+    (eq. 8.10, Gaunt eq. 8.6), H- bf (eqs. 8.11-8.12, Wishart 1979 fit), H- ff (eq. 8.13, Bell &
+    Berrington 1987 fit), He- ff (eq. 8.16, John 1994 fit, per He I atom) and electron
+    scattering; the hydrogen partition function is 2, as in the book. Independent of dastro:
+    numpy only, no shared code.
+    """
+    lam = np.asarray(lam, float)
+    theta, log_e, ion_h, rydberg = 5040.0 / T, np.log10(np.e), 13.598, 1.0968e-3  # eV, 1/A
+    chi_lam = 12398.42 / lam  # photon energy [eV]
+    alpha0 = 1.0449e-26  # Kramers constant [cm^2 A^-3]
+    u = 0.3456 / (lam * rydberg) ** (1 / 3)
+    n0 = np.floor(np.sqrt(ion_h / chi_lam)).astype(int) + 1  # lowest level ionised at lam
+    h_bf = sum((1 - u * (lam * rydberg / n**2 - 0.5)) / n**3
+               * 10 ** (-theta * ion_h * (1 - 1 / n**2)) for n in (n0, n0 + 1, n0 + 2))
+    h_bf = h_bf + log_e / (2 * theta * ion_h) * (
+        10 ** (-theta * ion_h * (1 - 1 / (n0 + 3) ** 2)) - 10 ** (-theta * ion_h))
+    h_bf = alpha0 * lam**3 * h_bf
+    h_ff = (alpha0 * lam**3 * (1 + u * (log_e / (theta * chi_lam) + 0.5))
+            * log_e / (2 * theta * ion_h) * 10 ** (-theta * ion_h))
+    wishart = [1.99654, -1.18267e-5, 2.64243e-6, -4.40524e-10, 3.23992e-14, -1.39568e-18,
+               2.78701e-23]
+    sigma_hm = 1e-18 * sum(c * lam**i for i, c in enumerate(wishart))  # valid 2250-15000 A
+    hm_bf = 4.158e-10 * sigma_hm * p_e * theta**2.5 * 10 ** (0.754 * theta)
+    x, lt = np.log10(lam), np.log10(theta)
+    f0 = -2.2763 - 1.6850 * x + 0.76661 * x**2 - 0.053346 * x**3
+    f1 = 15.2827 - 9.2846 * x + 1.99381 * x**2 - 0.142631 * x**3
+    f2 = -197.789 + 190.266 * x - 67.9775 * x**2 + 10.6913 * x**3 - 0.625151 * x**4
+    hm_ff = 1e-26 * p_e * 10 ** (f0 + f1 * lt + f2 * lt**2)
+    th = theta ** np.arange(5)
+    c = np.array([[9.66736, -71.76242, 105.29576, -56.49259, 10.69206],
+                  [-10.50614, 48.28802, -70.43363, 37.80099, -7.15445],
+                  [2.74020, -10.62144, 15.50518, -8.33845, 1.57960],
+                  [-0.19923, 0.77485, -1.13200, 0.60994, -0.11564]]) @ th
+    he_ff = 1e-26 * 10 ** (c[0] + c[1] * x + c[2] * x**2 + c[3] * x**3) * p_e * hei_per_hi
+    stim = 1 - 10 ** (-chi_lam * theta)
+    return {"hi_bf": h_bf * stim, "hi_ff": h_ff * stim, "hminus_bf": hm_bf * stim,
+            "hminus_ff": hm_ff, "heminus_ff": he_ff}
+
+
+def test_total_opacity_vs_gray_recipe():
+    """Solar photosphere near tau = 1: T = 6300 K, log P_e = 1.1.
+
+    Gray's recipe (H I, H-, He-, written independently above) against dastro's EOS + continuum
+    at the same T and P_e, per neutral H atom, 3000 A - 2 um. dastro's full opacity adds metal
+    bf, H2+ and Rayleigh scattering, which the recipe leaves out: a few to 20 per cent more.
+    """
+    T = 6300.0
+    log_p = np.linspace(3.5, 4.5, 81)  # gas pressure grid [dex dyn cm^-2]
+    r = jax.jit(eos_tp)(np.full_like(log_p, T), 10**log_p)
+    log_pe = np.log10(np.asarray(r.n_e) * const.k_B * T)
+    j = int(np.argmin(np.abs(log_pe - 1.1)))
+    assert abs(log_pe[j] - 1.1) < 0.01
+    s = _layer(C.continuum_state(np.full_like(log_p, T), r), j)
+    n_hi, p_e = float(s.n_hi), 10 ** log_pe[j]
+    lam = np.array([3000.0, 3500, 3700, 4000, 4500, 5000, 6000, 7000, 8000, 9000, 10000,
+                    12000, 14000, 15000, 18000, 20000])
+    gray = _gray_recipe_per_neutral_h(lam, T, p_e, float(s.n_hei) / n_hi)
+    gray["hminus_bf"] = np.where(lam <= 15000.0, gray["hminus_bf"], 0.0)  # Wishart fit range
+    ours = {k: np.asarray(jax.vmap(lambda lm, f=C.ABSORBERS[k]: f(lm, s))(lam)) / n_hi
+            for k in gray}
+    thomson = const.sigma_T * float(s.n_e) / n_hi
+    ours["hminus_bf"] = np.where(lam <= 15000.0, ours["hminus_bf"], 0.0)
+    total_gray = sum(gray.values()) + thomson
+    total_ours = sum(ours.values()) + thomson
+    # per source, where each fit is valid
+    np.testing.assert_allclose(ours["hminus_bf"][lam >= 2250], gray["hminus_bf"][lam >= 2250],
+                               rtol=0.01)
+    np.testing.assert_allclose(ours["hminus_ff"], gray["hminus_ff"], rtol=0.01)
+    np.testing.assert_allclose(ours["hi_ff"], gray["hi_ff"], rtol=0.01)
+    # explicit levels up to n = 8 vs Gray's three levels + integral: a few per cent
+    np.testing.assert_allclose(ours["hi_bf"], gray["hi_bf"], rtol=0.05)
+    he = lam >= 5063.0
+    np.testing.assert_allclose(ours["heminus_ff"][he], gray["heminus_ff"][he], rtol=1e-10)
+    # the total, by wavelength: H- dominates, so the recipe is reproduced to 1 per cent
+    np.testing.assert_allclose(total_ours, total_gray, rtol=0.01)
+    # and its scale: kappa / P_e ~ 2-5e-26 cm^2 dyn^-1 in the optical (Gray Fig. 8.5)
+    k_pe = total_gray / p_e
+    assert np.all((k_pe[3:12] > 2e-26) & (k_pe[3:12] < 5e-26))
+    # dastro's complete continuum (metals, H2+, Rayleigh) only adds
+    a, sc = C.continuum_opacity(jnp.asarray(lam), s)
+    ratio = np.asarray(a + sc) / n_hi / total_ours
+    assert np.all(ratio >= 1.0) and np.all(ratio < 1.3), ratio
+
+
 def test_rosseland_vs_atlas9(solar):
     """Continuum-only Rosseland mean vs ATLAS9 ABROSS (lines included there): 0.6-1.0."""
     T, r, state = solar

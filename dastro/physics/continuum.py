@@ -20,8 +20,8 @@ H I bf         Kramers + Menzel-Pekeris Gaunt     all lambda, all T       --
                (Gray 2005, eqs. 8.4-8.8)
 H I, He III ff Kramers + Gaunt (Gray eq. 8.6)     all lambda, all T       --
 He II bf       hydrogenic, as H I bf (Z = 2)      all lambda, all T       --
-He- ff         Kurucz 1970 (SAO SR 309) fit       5000 A-15 um,           lambda, T clamped
-                                                  2500-10080 K
+He- ff         John 1994 via Gray 2005 eq. 8.16   5063 A-15.2 um,         lambda, T clamped
+                                                  2520-10080 K
 H2+ bf+ff      Kurucz 1970 fit to Bates 1952      914 A-10 um,            lambda, T clamped
                                                   2500-12000 K
 metal bf       TOPbase (C, Na, Mg, Al, Si, Ca I)  500 A-6 um,             0 beyond (T clamped)
@@ -116,7 +116,7 @@ SOURCES: dict[str, FitBox] = {
     "hi_bf": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
     "hi_ff": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
     "heii_bf": FitBox(0.0, np.inf, 0.0, np.inf, "valid everywhere (hydrogenic)"),
-    "heminus_ff": FitBox(5000.0, 150000.0, 2500.0, 10080.0, "lambda and T clamped"),
+    "heminus_ff": FitBox(5063.0, 151878.0, 2520.0, 10080.0, "lambda and T clamped"),
     "h2plus": FitBox(914.0, 100000.0, 2500.0, 12000.0, "lambda and T clamped"),
     "metal_bf": FitBox(500.0, 60000.0, 2000.0, 60000.0,
                        "zero outside the wavelength grid; T clamped"),
@@ -331,19 +331,30 @@ def hi_ff(lam, state: ContinuumState):
 # ------------------------------------------------------------------------------------------
 
 
+# Gray (2005) eq. 8.16: rows c0..c3 of the cubic in log10(lambda / A), columns theta^0..theta^4.
+_HEMINUS_FF_COEFFS = np.array([
+    [9.66736, -71.76242, 105.29576, -56.49259, 10.69206],
+    [-10.50614, 48.28802, -70.43363, 37.80099, -7.15445],
+    [2.74020, -10.62144, 15.50518, -8.33845, 1.57960],
+    [-0.19923, 0.77485, -1.13200, 0.60994, -0.11564],
+])
+
+
 def heminus_ff(lam, state: ContinuumState):
     """He- free-free absorption [cm^-1], stimulated emission included.
 
-    Fit of Kurucz (1970, SAO Special Report 309, ATLAS): ``kappa = (A T + B + C/T) n_e n(He I)``
-    with A, B, C quadratic in 1/nu. Box 5000 A - 15 um, 2500-10080 K; lambda and T clamped.
+    John (1994, MNRAS 269, 871) free-free coefficients through the polynomial fit of Gray
+    (2005, eq. 8.16; 1 % of the table): ``alpha = 1e-26 * 10**f(log10 lambda, theta) * P_e *
+    n(He I)`` [cm^-1], theta = 5040/T. Box 5063 A - 15.2 um, 2520-10080 K; lambda and T
+    clamped (outside it the He- contribution is below 1 % of H- ff in every stellar layer).
     """
-    nu = _C_AA / jnp.clip(lam, 5000.0, 150000.0)
-    t = jnp.clip(state.T, 2500.0, 10080.0)
-    a = 3.397e-46 + (-5.216e-31 + 7.039e-15 / nu) / nu
-    b = -4.116e-42 + (1.067e-26 + 8.135e-11 / nu) / nu
-    c = 5.081e-37 + (-8.724e-23 - 5.659e-8 / nu) / nu
-    stim = -jnp.expm1(-_HC_K_AA / (lam * state.T))
-    return jnp.clip(a * t + b + c / t, 0.0, None) * state.n_e * state.n_hei * stim
+    log_lam = jnp.log10(jnp.clip(lam, 5063.0, 151878.0))
+    theta = 5040.0 / jnp.clip(state.T, 2520.0, 10080.0)
+    th = jnp.stack([jnp.ones_like(theta), theta, theta**2, theta**3, theta**4])
+    c = _HEMINUS_FF_COEFFS @ th  # (4,) coefficients of the cubic in log10 lambda
+    log_f = c[0] + log_lam * (c[1] + log_lam * (c[2] + log_lam * c[3]))
+    p_e = state.n_e * const.k_B * state.T
+    return 1e-26 * 10.0**log_f * p_e * state.n_hei
 
 
 def h2plus(lam, state: ContinuumState):
