@@ -22,7 +22,7 @@ small = os.environ.get("DASTRO_NOTEBOOK_SMALL") == "1"
 n_stars, chains, steps = (60, 1, 60) if small else (500, 4, 500)
 # Early warm-up (identity mass matrix) runs at the step size of the narrowest direction; the
 # small run caps trajectories at 2^6 - 1 leapfrog steps to stay within the test budget.
-tree_depth = 6 if small else 10
+tree_depth = 6 if small else (7, 10)  # (warm-up, sampling): see run_nuts
 
 # %% [markdown]
 # ## The data

@@ -72,3 +72,25 @@ def test_missing_velocities_are_masks_not_zeros():
     assert d.vz_err.tolist() == [0.5, 0.0]
     with pytest.raises(ValueError, match="vz_err"):
         StarData.from_arrays([1.0, 2.0], [0.0, 1.0], vz=[3.0, 1.0], vz_err=[-0.5, 1.0])
+
+
+def _two_scales():
+    import numpyro
+    import numpyro.distributions as dist
+
+    numpyro.sample("narrow", dist.Normal(0.0, 0.01))
+    numpyro.sample("wide", dist.Normal(0.0, 1.0))
+
+
+def test_tree_depth_caps_the_trajectories():
+    """(warm-up, sampling) depths: 2**d - 1 leapfrog steps at most after warm-up."""
+    r = run_nuts(_two_scales, var_names=["narrow", "wide"], num_warmup=30, num_samples=40,
+                 num_chains=1, max_tree_depth=(10, 2), progress=False)
+    steps = np.asarray(r.idata.sample_stats["n_steps"])
+    assert steps.max() <= 3 and steps.min() >= 1
+
+
+@pytest.mark.parametrize("depth", [0, 16, (7,), (7, 10, 12), 2.5, (7, "10"), None])
+def test_bad_tree_depth_is_named(depth):
+    with pytest.raises(ValueError, match="max_tree_depth"):
+        run_nuts(_two_scales, var_names=["narrow"], num_chains=1, max_tree_depth=depth)
