@@ -207,19 +207,6 @@ def test_missing_column_in_line_list(tmp_path):
         read_turbospectrum(p)
 
 
-@pytest.mark.slow
-def test_example_runs(tmp_path):
-    import runpy
-    import warnings
-
-    mod = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "solar_spectrum.py"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        out = mod["main"]([])
-    assert out["d_ew_d_mg"] > 0  # more Mg, stronger lines (the saturated core barely moves)
-    assert np.all(np.isfinite(out["jac_mg"])) and np.min(out["jac_mg"]) < 0
-
-
 @pytest.mark.slow  # ~45 s; the empty-range refusal is a fast test of its own below
 def test_cli_writes_csv_fits_and_plot(tmp_path):
     from astropy.table import Table
