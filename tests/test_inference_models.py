@@ -407,6 +407,72 @@ def test_selection_changes_numpyro_log_density_consistently(mock):
         assert got == pytest.approx(expected, abs=tol * data.n)
 
 
+MAG_SPLIT = 19.0  # faint stars (mag >= 19) suffer from crowding in the core
+
+
+def mag_completeness(R, mag):
+    """Bright stars: smooth_completeness; faint ones, also lost in the crowded centre."""
+    crowding = jnp.where(mag >= MAG_SPLIT, R**2 / (R**2 + 1.0), 1.0)
+    return smooth_completeness(R) * crowding
+
+
+def test_magnitude_completeness_normalisation_by_independent_quadrature():
+    """N(m) = int C(R, m) 2 pi R Sigma / M dR per star, against an independent quadrature per
+    magnitude class; a C(R, m) that ignores m gives C(R)'s normalisation."""
+    model = emulate(W0_TRUE, G_TRUE).scale(M_TRUE, rh=RH_TRUE)
+    one = jnp.ones(())
+    mag = np.array([16.0, 18.9, 19.0, 21.0])
+    config = FitConfig(field_radius=R_FIELD, completeness_mag=mag_completeness)
+    got = np.asarray(_selection_log_norm(model, config, one, 0.0, mag))
+    frac = [_independent_fraction(model, R_FIELD, lambda R, mg=mg: mag_completeness(R, mg))
+            for mg in mag]
+    assert frac[2] < 0.9 * frac[1]  # the crowded core is missing for faint stars
+    np.testing.assert_allclose(got, np.log(frac), atol=1e-7)
+    ignores = FitConfig(field_radius=R_FIELD,
+                        completeness_mag=lambda R, mg: smooth_completeness(R) + 0.0 * mg)
+    plain = FitConfig(field_radius=R_FIELD, completeness=smooth_completeness)
+    np.testing.assert_allclose(np.asarray(_selection_log_norm(model, ignores, one, 0.0, mag)),
+                               float(_selection_log_norm(model, plain, one, 0.0)), rtol=1e-12)
+
+
+def test_magnitude_completeness_in_the_star_model(mock):
+    """log p with C(R, m) - log p with C(R) = sum log crowding_i - sum (log N(m_i) - log N)."""
+    m = _take(mock, SLICES["selection"])
+    inside = np.hypot(m.x, m.y) < R_FIELD
+    n = int(inside.sum())
+    mag = np.random.default_rng(2).uniform(16.0, 21.0, n)
+    data = StarData.from_arrays(*(a[inside] for a in (m.x, m.y, m.vx, m.vy, m.vz)), mag=mag)
+    params = initial_values(data, FitConfig(fit_centre=False))
+
+    def logp(**kw):
+        config = FitConfig(fit_centre=False, field_radius=R_FIELD, **kw)
+        lp, trace = log_density(star_model, (data, config), {}, params)
+        return float(lp), trace
+
+    plain, trace = logp(completeness=smooth_completeness)
+    with_mag, _ = logp(completeness_mag=mag_completeness)
+    model, _ = _emulated(trace)
+    faint = mag >= MAG_SPLIT
+    assert 0 < faint.sum() < n
+    R_i = np.hypot(data.x, data.y)
+    log_n = {f: math.log(_independent_fraction(model, R_FIELD, lambda R, f=f: mag_completeness(
+        R, 99.0 if f else 0.0))) for f in (True, False)}
+    expected = (float(jnp.sum(jnp.log(mag_completeness(R_i, mag) / smooth_completeness(R_i))))
+                - sum(log_n[bool(f)] - log_n[False] for f in faint))
+    assert with_mag - plain == pytest.approx(expected, abs=1e-6 * n)
+
+
+def test_magnitude_completeness_configuration_errors(mock):
+    m = _take(mock, slice(0, 20))
+    data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz)
+    with pytest.raises(ValueError, match="magnitudes"):
+        _check_config(data, FitConfig(completeness_mag=mag_completeness))
+    with_mag = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, mag=np.full(20, 18.0))
+    with pytest.raises(ValueError, match="not both"):
+        _check_config(with_mag, FitConfig(completeness=smooth_completeness,
+                                          completeness_mag=mag_completeness))
+
+
 # ----------------------------------------------------------------------------- 5. field
 
 

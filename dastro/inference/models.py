@@ -39,7 +39,12 @@ The cluster density of a star in data units carries the Jacobians of the sky con
 
 Selection: a completeness function C(R) of projected radius (data units, R from the centre)
 and a field-of-view radius R_field enter as C(R_i) p_i / N(theta), N the expected detected
-fraction, by Gauss-Legendre quadrature of C(R) 2 pi R Sigma(R) / M.
+fraction, by Gauss-Legendre quadrature of C(R) 2 pi R Sigma(R) / M. A completeness C(R, m)
+that also depends on the apparent magnitude (``FitConfig(completeness_mag=...)``, magnitudes
+in ``StarData.mag``) enters conditionally on each star's magnitude: C(R_i, m_i) p_i / N(m_i),
+N(m) = int C(R, m) 2 pi R Sigma(R) / M dR. This is exact without a luminosity function
+because in a single-mass model a star's magnitude is independent of its position and
+velocity; with contamination it assumes the field fraction is the same at every magnitude.
 Contamination: p_i = (1 - f) p_cluster + f p_field with p_field uniform over the field of
 view and Gaussian in each velocity component (fitted mean and dispersion); latent z and true
 velocities are then given, for field stars, the proposal densities U(-z_t, z_t) and the field
@@ -101,6 +106,9 @@ class FitConfig(NamedTuple):
             (the whole cluster is observed). Needed with contamination.
         completeness: C(R) in [0, 1] of the projected radius from the centre [data units],
             jnp-traceable, or None (complete).
+        completeness_mag: C(R, mag) in [0, 1] of the projected radius [data units] and the
+            apparent magnitude (``StarData.mag``), jnp-traceable and broadcasting, or None;
+            exclusive with ``completeness``. See the module docstring for the likelihood.
         velocity_errors: "latent" (default; a latent true velocity per measured component,
             exact) or "marginal" (the Gaussian errors integrated out per star by a
             Gauss-Hermite product rule, no velocity latents; exact enough when the errors are
@@ -116,6 +124,7 @@ class FitConfig(NamedTuple):
     completeness: Callable | None = None
     velocity_errors: str = "latent"
     error_nodes: int = 5
+    completeness_mag: Callable | None = None
 
 
 def _guess(data: StarData):
@@ -140,6 +149,13 @@ def _check_config(data: StarData, config: FitConfig):
                          "in kpc")
     if config.contamination and config.field_radius is None:
         raise ValueError("contamination needs the field of view: FitConfig(field_radius=...)")
+    if config.completeness_mag is not None:
+        if config.completeness is not None:
+            raise ValueError("give completeness (a function of R) or completeness_mag (of R "
+                             "and mag), not both")
+        if data.mag is None:
+            raise ValueError("completeness_mag needs the stars' magnitudes: "
+                             "StarData.from_arrays(..., mag=...)")
     if config.velocity_errors not in ("latent", "marginal"):
         raise ValueError(f"velocity_errors must be 'latent' or 'marginal', got "
                          f"{config.velocity_errors!r}")
@@ -284,9 +300,19 @@ def _uses_edges(data: StarData, config: FitConfig) -> bool:
     return (not config.contamination) and bool(np.any(data.has_vx | data.has_vy | data.has_vz))
 
 
-def _selection_log_norm(model, config, length_scale, f_field):
-    """log of the expected detected fraction N(theta) (see the module docstring)."""
-    if config.completeness is None and config.field_radius is None:
+def _selection_log_norm(model, config, length_scale, f_field, mag=None):
+    """log of the expected detected fraction N(theta) (see the module docstring): a scalar,
+    or one per star, shape (n,), for a magnitude-dependent completeness (``mag``, (n,))."""
+    if config.completeness_mag is not None:
+        if mag is None:
+            raise ValueError("completeness_mag needs the stars' magnitudes (mag)")
+        mag = jnp.asarray(mag)[:, None]
+
+        def completeness(R):  # (96,) nodes -> (n, 96)
+            return config.completeness_mag(R[None, :], mag)
+    else:
+        completeness = config.completeness
+    if completeness is None and config.field_radius is None:
         return jnp.zeros(())
     rt_data = model.rt / length_scale
     r_max = rt_data if config.field_radius is None else jnp.minimum(rt_data,
@@ -296,14 +322,14 @@ def _selection_log_norm(model, config, length_scale, f_field):
     R = r_max * s**2  # nodes cluster at the centre, where Sigma varies most
     dR = 2.0 * r_max * s * w
     sigma = model.projected(R * length_scale).Sigma / model.M * length_scale**2
-    comp = 1.0 if config.completeness is None else config.completeness(R)
-    n_cluster = jnp.sum(comp * 2.0 * math.pi * R * sigma * dR)
+    comp = 1.0 if completeness is None else completeness(R)
+    n_cluster = jnp.sum(comp * 2.0 * math.pi * R * sigma * dR, axis=-1)
     if not config.contamination:
         return jnp.log(n_cluster)
     f_max = config.field_radius
     s_f = f_max * s**2
-    comp_f = 1.0 if config.completeness is None else config.completeness(s_f)
-    n_field = jnp.sum(comp_f * 2.0 * s_f * (2.0 * s * f_max * w)) / f_max**2
+    comp_f = 1.0 if completeness is None else completeness(s_f)
+    n_field = jnp.sum(comp_f * 2.0 * s_f * (2.0 * s * f_max * w), axis=-1) / f_max**2
     return jnp.log((1.0 - f_field) * n_cluster + f_field * n_field)
 
 
@@ -409,8 +435,10 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
 
     if config.completeness is not None:
         log_p = log_p + jnp.log(config.completeness(R_data))
-    log_norm = _selection_log_norm(model, config, length_scale, f)
-    numpyro.factor("stars", jnp.sum(log_p) - n * log_norm)
+    if config.completeness_mag is not None:
+        log_p = log_p + jnp.log(config.completeness_mag(R_data, jnp.asarray(data.mag)))
+    log_norm = _selection_log_norm(model, config, length_scale, f, data.mag)
+    numpyro.factor("stars", jnp.sum(log_p) - jnp.sum(jnp.broadcast_to(log_norm, (n,))))
 
     if profiles:
         _profile_terms(model, profiles, p.get("distance"))
