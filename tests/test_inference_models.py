@@ -195,6 +195,58 @@ def test_6d_log_density_matches_the_df_module(mock):
     assert got == pytest.approx(expected, abs=1e-5 * data.n)
 
 
+RA_TRUE = 4.0  # anisotropy radius [r0]
+
+
+@pytest.fixture(scope="module")
+def aniso_mock():
+    model = solve(W0_TRUE, G_TRUE, RA_TRUE).scale(M_TRUE, rh=RH_TRUE)
+    return model, _as_numpy(sample(model, 120, jax.random.PRNGKey(5)))
+
+
+def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
+    """With FitConfig(anisotropic=True) the likelihood sites equal sum log f(x, v) / M of the
+    exact anisotropic model at the trace's (W0, g, ra, M, rh), by dastro.clusters.df."""
+    _, m = aniso_mock
+    data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, z=m.z)
+    config = FitConfig(fit_centre=False, anisotropic=True)
+    params = dict(initial_values(data, config), W0=W0_TRUE, log10_ra=math.log10(RA_TRUE))
+    assert "log10_ra" in cluster_sites(data, config)
+    logp, trace = _site_log_probs(data, config, params)
+    lik = [k for k in logp if k == "stars"]
+    v = {k: float(trace[k]["value"]) for k in ("W0", "g", "M", "rh", "ra")}
+    assert v["ra"] == pytest.approx(RA_TRUE)
+    model = solve(v["W0"], v["g"], v["ra"]).scale(v["M"], rh=v["rh"])
+    expected = float(jnp.sum(log_density_6d(model, m.x, m.y, m.z, m.vx, m.vy, m.vz)))
+    got = float(sum(logp[k] for k in lik))
+    assert np.isfinite(expected)
+    assert got == pytest.approx(expected, abs=1e-5 * data.n)
+    # and it is not the isotropic density: ra matters
+    iso = solve(v["W0"], v["g"]).scale(v["M"], rh=v["rh"])
+    iso_lp = float(jnp.sum(log_density_6d(iso, m.x, m.y, m.z, m.vx, m.vy, m.vz)))
+    assert abs(iso_lp - expected) > 1.0
+
+
+def test_anisotropic_fits_need_every_velocity_component(aniso_mock):
+    _, m = aniso_mock
+    vz = np.where(np.arange(m.vz.size) % 7 == 0, np.nan, m.vz)
+    data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, vz, z=m.z)
+    with pytest.raises(ValueError, match="all three velocity components.*rows \\[0, 7"):
+        _check_config(data, FitConfig(anisotropic=True))
+
+
+@pytest.mark.slow  # the exact solver at every step; run by benchmarks/clusters_recovery.py
+def test_anisotropic_6d_mock_recovers_ra(aniso_mock):
+    _, m = aniso_mock
+    data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, z=m.z)
+    config = FitConfig(fit_centre=False, anisotropic=True)
+    truth = dict(TRUTH, log10_ra=math.log10(RA_TRUE))
+    names = CLUSTER + ["log10_ra"]
+    result = _fit(data, config, names, FAST, seed=3)
+    _assert_recovered(result, truth, names)
+    _assert_healthy(result, names, max_rhat=1.1)
+
+
 # ----------------------------------------------------------------------------- 2. missing
 
 
