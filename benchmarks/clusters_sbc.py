@@ -27,13 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import biject_to, constraints
 from numpyro.infer import MCMC, NUTS
 from scipy import stats
 
 from dastro.clusters import sample, solve
 from dastro.clusters.df_local import log_density_local
 from dastro.clusters.emulator import _emulate, g_hi, load_table
-from dastro.inference.models import FitConfig, Priors, cluster_scale
+from dastro.inference import StarData
+from dastro.inference.models import FitConfig, Priors, cluster_scale, initial_values
 
 OUT = Path(__file__).parent / "results" / "clusters_sbc.json"
 W0_PRIOR = (2.0, 10.0)
@@ -61,9 +63,21 @@ def draw_truth(rng):
             "log10_rh": rng.uniform(*PRIORS.log10_rh)}
 
 
+def _start(m):
+    """The data-based start of dastro.inference.initial_values (virial mass and radius inside
+    the priors), in numpyro's unconstrained space; a random start can leave the priors."""
+    data = StarData.from_arrays(*(np.asarray(a) for a in (m.x, m.y, m.vx, m.vy, m.vz)),
+                                z=np.asarray(m.z))
+    init = initial_values(data, FitConfig(priors=PRIORS, fit_centre=False))
+    w0 = biject_to(constraints.interval(*W0_PRIOR)).inv(jnp.asarray(init["W0"]))
+    q = biject_to(constraints.unit_interval).inv(jnp.asarray(init["q"]))
+    return {"W0": w0, "q": q, "eta_rh": jnp.asarray(init["eta_rh"]),
+            "eta_M": jnp.asarray(init["eta_M"])}
+
+
 def run_mocks(indices, stars, warmup, thin):
     """Fit the mocks with these indices; returns ranks per parameter and divergences."""
-    kernel = NUTS(sbc_model, target_accept_prob=0.8)
+    kernel = NUTS(sbc_model, target_accept_prob=0.8, max_tree_depth=(7, 10))
     mcmc = MCMC(kernel, num_warmup=warmup, num_samples=THIN_DRAWS * thin,
                 num_chains=1, progress_bar=False, jit_model_args=True)
     ranks = {p: [] for p in PARAMS}
@@ -77,14 +91,15 @@ def run_mocks(indices, stars, warmup, thin):
         m = sample(model, stars, jax.random.PRNGKey(1000 + i))
         mcmc.run(jax.random.PRNGKey(i), *(jnp.asarray(a) for a in
                                           (m.x, m.y, m.z, m.vx, m.vy, m.vz)),
-                 extra_fields=("diverging",))
+                 extra_fields=("diverging",), init_params=_start(m))
         post = mcmc.get_samples()
         divergences += int(np.sum(mcmc.get_extra_fields()["diverging"]))
         for p in PARAMS:
             draws = np.asarray(post[p])[::thin][:THIN_DRAWS]
             ranks[p].append(int(np.sum(draws < truth[p])))
-        if done % 10 == 0:
-            print(f"{done} mocks, {time.perf_counter() - t0:.0f} s", flush=True)
+        if done % 5 == 0:
+            print(f"worker {indices[0]}: {done} mocks, {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr, flush=True)
     return {"ranks": ranks, "divergences": divergences, "indices": list(indices)}
 
 
