@@ -679,6 +679,25 @@ def test_fit_cluster_names_a_nan_position_column(tmp_path):
     assert not list(tmp_path.glob("*.nc"))  # failed before sampling
 
 
+def test_fit_cluster_anisotropic_needs_every_velocity(tmp_path):
+    """--anisotropic with stars lacking line-of-sight velocities: a named refusal."""
+    rng = np.random.default_rng(3)
+    n = 12
+    path = tmp_path / "stars.csv"
+    with open(path, "w") as fh:
+        fh.write("x,y,vx,vy,vz\n")
+        for i in range(n):
+            vz = "nan" if i in (2, 5) else f"{rng.normal():.4f}"
+            fh.write(", ".join(f"{a:.5f}" for a in rng.normal(size=4)) + f",{vz}\n")
+    argv = [str(path), "--units", "x=pc,y=pc,vx=km/s,vy=km/s,vz=km/s", "--anisotropic",
+            "--chains", "1", "--warmup", "0", "--samples", "1", "--no-plot", "--no-progress",
+            "--outdir", str(tmp_path)]
+    with pytest.raises(SystemExit) as info:
+        run_fit_cluster(argv)
+    message = str(info.value.code)
+    assert "all three velocity components" in message and "[2, 5]" in message, message
+
+
 # ----------------------------------------------------------------------------- 8. normalisation
 
 

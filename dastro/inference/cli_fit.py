@@ -109,6 +109,9 @@ def parser_fit_cluster() -> argparse.ArgumentParser:
                    help="velocity errors as latent true velocities (default, exact) or "
                         "integrated out per star by Gauss-Hermite (no velocity latents; for "
                         "errors below about half the dispersion)")
+    p.add_argument("--anisotropic", action="store_true",
+                   help="also fit the anisotropy radius ra [r0] (the exact solver at every "
+                        "step: much slower; every star needs all three velocities)")
     p.add_argument("--n-stars", type=int, default=300,
                    help="stars in the embedded mock (default 300)")
     _common(p)
@@ -166,14 +169,15 @@ def run_fit_cluster(argv) -> int:
         name = args.name or args.catalog.stem
     print(describe(data))
     config = FitConfig(priors=Priors(distance=distance), contamination=args.contamination,
-                       field_radius=args.field_radius, velocity_errors=args.velocity_errors)
+                       field_radius=args.field_radius, velocity_errors=args.velocity_errors,
+                       anisotropic=args.anisotropic)
     try:
         _check_config(data, config)  # the model checks too; fail before compiling
         init = initial_values(data, config)
     except ValueError as err:
         raise SystemExit(f"dastro fit-cluster: {err}") from None
-    var_names = CLUSTER_PARAMETERS + (["distance"] if data.sky else [])
-    var_names += ["x0", "y0", "vx0", "vy0", "vz0"]
+    var_names = CLUSTER_PARAMETERS + (["log10_ra"] if args.anisotropic else [])
+    var_names += (["distance"] if data.sky else []) + ["x0", "y0", "vx0", "vy0", "vz0"]
     if args.contamination:
         var_names.append("f_field")
     result = run_nuts(star_model, data, config, var_names=var_names, init_values=init,
