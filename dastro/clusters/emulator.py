@@ -66,9 +66,13 @@ def chebyshev_nodes(n: int) -> np.ndarray:
     return 0.5 * (1.0 - np.cos((2 * k + 1) * np.pi / (2 * n)))
 
 
-def _barycentric_weights(n: int) -> np.ndarray:
-    k = np.arange(n)
-    return (-1.0) ** k * np.sin((2 * k + 1) * np.pi / (2 * n))
+def chebyshev_coefficient_matrix(n: int) -> np.ndarray:
+    """(n, n) matrix C with c = C f: Chebyshev coefficients (in x = 2 tau - 1) of the
+    interpolant through values f at :func:`chebyshev_nodes` (discrete orthogonality)."""
+    theta = np.arccos(2.0 * chebyshev_nodes(n) - 1.0)
+    c = (2.0 / n) * np.cos(np.outer(np.arange(n), theta))
+    c[0] *= 0.5
+    return c
 
 
 def q_nodes(n: int) -> np.ndarray:
@@ -158,7 +162,7 @@ class EmulatorTable(eqx.Module):
     w0_nodes: jax.Array
     q_nodes: jax.Array
     tau_nodes: jax.Array
-    bary_weights: jax.Array
+    cheb_matrix: jax.Array
     rows: interpax.Interpolator2D
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
@@ -224,7 +228,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     return EmulatorTable(
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
-        bary_weights=jnp.asarray(_barycentric_weights(n_tau)), rows=rows,
+        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)), rows=rows,
         n_tau=n_tau, meta=json.dumps(meta),
     )
 
@@ -232,27 +236,27 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
 # ----------------------------------------------------------------------------- the model
 
 
-def _barycentric(tau, nodes, weights, values):
-    """Chebyshev interpolant through (nodes, values) at tau (any shape), second barycentric form."""
-    d = tau[..., None] - nodes
-    exact = d == 0.0
-    d_safe = jnp.where(exact, 1.0, d)
-    c = weights / d_safe
-    interp = jnp.sum(c * values, axis=-1) / jnp.sum(c, axis=-1)
-    hit = jnp.any(exact, axis=-1)
-    at_node = jnp.sum(jnp.where(exact, values, 0.0), axis=-1)
-    return jnp.where(hit, at_node, interp)
+def _chebyshev(tau, coef):
+    """Chebyshev series sum_j coef[..., j] T_j(2 tau - 1) at tau (any shape), by Clenshaw's
+    recurrence, unrolled so that XLA fuses it into one element-wise pass per point (forward
+    and reverse); 3-4 times cheaper per point than the second barycentric form, and the same
+    polynomial."""
+    x2 = 2.0 * (2.0 * tau - 1.0)
+    b1 = jnp.zeros(jnp.broadcast_shapes(jnp.shape(tau), jnp.shape(coef)[:-1]))
+    b2 = b1
+    for j in range(coef.shape[-1] - 1, 0, -1):
+        b1, b2 = coef[..., j] + x2 * b1 - b2, b1
+    return coef[..., 0] + 0.5 * x2 * b1 - b2
 
 
 class EmulatedLoweredIsothermal(ClusterModel):
     """An isotropic lowered-isothermal model from the emulator table (see ClusterModel)."""
 
-    tau_nodes: jax.Array
-    bary_weights: jax.Array
-    w_nodes: jax.Array
-    ln_gm_nodes: jax.Array
-    ln_sigma_nodes: jax.Array
-    ln_sv2_nodes: jax.Array
+    # Chebyshev coefficients in x = 2 tau - 1 of the tabulated node values
+    w_coef: jax.Array
+    ln_gm_coef: jax.Array
+    ln_sigma_coef: jax.Array
+    ln_sv2_coef: jax.Array
     rhp_model: jax.Array
 
     _r_inner = R_IN
@@ -263,8 +267,8 @@ class EmulatedLoweredIsothermal(ClusterModel):
     def _state_between(self, t):
         tau = self._tau(t)
         edge_factor = -jnp.expm1(t - self.ln_rt)  # 1 - r / rt
-        w = edge_factor * _barycentric(tau, self.tau_nodes, self.bary_weights, self.w_nodes)
-        ln_gm = _barycentric(tau, self.tau_nodes, self.bary_weights, self.ln_gm_nodes)
+        w = edge_factor * _chebyshev(tau, self.w_coef)
+        ln_gm = _chebyshev(tau, self.ln_gm_coef)
         return w, ln_gm
 
     def _projected_model(self, R):
@@ -278,10 +282,8 @@ class EmulatedLoweredIsothermal(ClusterModel):
         w, _ = self._state(R_in)
         w_safe = jnp.where(w > 0, w, 1.0)
         ln_w = jnp.log(w_safe)
-        sigma = jnp.exp(_barycentric(tau, self.tau_nodes, self.bary_weights,
-                                     self.ln_sigma_nodes) + (self.g + 2.0) * ln_w)
-        sv2 = jnp.exp(_barycentric(tau, self.tau_nodes, self.bary_weights, self.ln_sv2_nodes)
-                      + (self.g + 3.0) * ln_w)
+        sigma = jnp.exp(_chebyshev(tau, self.ln_sigma_coef) + (self.g + 2.0) * ln_w)
+        sv2 = jnp.exp(_chebyshev(tau, self.ln_sv2_coef) + (self.g + 3.0) * ln_w)
         value = jnp.stack([sigma, sv2, sv2, sv2])
         return jnp.where(inside & (w > 0), value, 0.0)
 
@@ -306,9 +308,10 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
         W0=W0, g=g, ra_model=jnp.inf * one, isotropic=True, valid=valid, ln_rt=ln_rt,
         gm_model=jnp.exp(ln_gm), U_model=-jnp.exp(ln_mu), K_model=k, Kr_model=k / 3.0,
         rh_model=jnp.exp(ln_rh), rho0_integral=density_integral(W0, g), length_unit=one,
-        mass_unit=one, G=G_MODEL * one, tau_nodes=table.tau_nodes,
-        bary_weights=table.bary_weights, w_nodes=w_nodes, ln_gm_nodes=ln_gm_nodes,
-        ln_sigma_nodes=ln_sigma, ln_sv2_nodes=ln_sv2, rhp_model=jnp.exp(ln_rhp),
+        mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp),
+        **{name: values @ table.cheb_matrix.T for name, values in (
+            ("w_coef", w_nodes), ("ln_gm_coef", ln_gm_nodes), ("ln_sigma_coef", ln_sigma),
+            ("ln_sv2_coef", ln_sv2))},
     )
 
 
