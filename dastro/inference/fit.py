@@ -88,7 +88,7 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
         init_values: dict of starting values (constrained space) for some sites.
         num_warmup, num_samples, num_chains: per chain.
         sampler: "numpyro" (default) or "blackjax" (window adaptation + NUTS on numpyro's
-            potential function).
+            potential function; diagonal mass matrix, no progress bar).
         max_tree_depth: the NUTS tree-depth cap (at most 2**depth - 1 leapfrog steps per draw),
             an int, or (during warm-up, after warm-up). The default (7, 10) caps the warm-up:
             before the first mass-matrix update (a unit matrix) trajectories otherwise run to
@@ -124,7 +124,7 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
         idata = az.from_numpyro(mcmc)
     elif sampler == "blackjax":
         idata = _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains,
-                              seed, target_accept, depths, progress)
+                              seed, target_accept, depths)
     else:
         raise ValueError(f"sampler must be 'numpyro' or 'blackjax', got {sampler!r}")
     seconds = time.perf_counter() - t0
@@ -139,7 +139,7 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
 
 
 def _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains, seed,
-                  target_accept, depths, progress):
+                  target_accept, depths):
     import blackjax
     from numpyro.infer.util import initialize_model
 
@@ -160,10 +160,9 @@ def _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains
         k_warm, k_run = jax.random.split(keys[c + 1])
         warmup = blackjax.window_adaptation(blackjax.nuts, logdensity,
                                             target_acceptance_rate=target_accept,
-                                            max_num_doublings=depths[0],
-                                            progress_bar=progress)
+                                            max_num_doublings=depths[0])
         (state, params), _ = warmup.run(k_warm, position0, num_steps=num_warmup)
-        kernel = blackjax.nuts(logdensity, **params, max_num_doublings=depths[1])
+        kernel = blackjax.nuts(logdensity, **dict(params, max_num_doublings=depths[1]))
 
         @jax.jit
         def one_step(state, key, kernel=kernel):
