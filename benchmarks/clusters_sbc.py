@@ -2,7 +2,8 @@
 
 For each of --mocks repetitions: draw (W0, g, M, rh) from the prior, solve the exact model,
 draw --stars stars with exact 6D coordinates, fit with NUTS (the same likelihood and edge
-reparameterisation as dastro.inference.star_model, compiled once for all mocks), thin the
+reparameterisation as dastro.inference.star_model; blackjax NUTS, compiled once for all
+mocks), thin the
 chain to L = 99 draws and record the rank of the truth among them. If the posterior is
 calibrated the ranks are uniform on 0..L; a chi-square test over 10 bins gives a p-value per
 parameter. Prints the table and writes benchmarks/results/clusters_sbc.json.
@@ -22,13 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import biject_to, constraints
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer.util import initialize_model
 from scipy import stats
 
 from dastro.clusters import sample, solve
@@ -75,25 +77,58 @@ def _start(m):
             "eta_M": jnp.asarray(init["eta_M"])}
 
 
+def _compiled_fit(example, warmup, n_draws):
+    """One jitted function (key, start, data) -> (constrained draws, divergences): blackjax
+    window adaptation (tree depth 7) and NUTS draws (depth 10) on numpyro's potential of
+    sbc_model, the data traced arguments, so it compiles once for every mock (numpyro's
+    MCMC.run compiles its loop again at every call, and the executables pile up until LLVM
+    runs out of memory mappings after ~30 mocks)."""
+    info = initialize_model(jax.random.PRNGKey(0), sbc_model, model_args=example,
+                            dynamic_args=True)
+    potential_gen, postprocess_gen = info.potential_fn, info.postprocess_fn
+
+    @jax.jit
+    def fit(key, position0, data):
+        def logdensity(position):
+            return -potential_gen(*data)(position)
+
+        k_warm, k_run = jax.random.split(key)
+        adapt = blackjax.window_adaptation(blackjax.nuts, logdensity,
+                                           target_acceptance_rate=0.8, max_num_doublings=7)
+        (state, params), _ = adapt.run(k_warm, position0, num_steps=warmup)
+        kernel = blackjax.nuts(logdensity, **dict(params, max_num_doublings=10))
+
+        def step(state, k):
+            state, info = kernel.step(k, state)
+            return state, (state.position, info.is_divergent)
+
+        _, (positions, divergent) = jax.lax.scan(step, state, jax.random.split(k_run, n_draws))
+        return jax.vmap(postprocess_gen(*data))(positions), jnp.sum(divergent)
+
+    return fit
+
+
+def _mock(i, stars):
+    """Truth and stars of mock i (they depend on i only, whichever worker draws it)."""
+    truth = draw_truth(np.random.default_rng([2026, i]))
+    model = solve(truth["W0"], truth["g"]).scale(10 ** truth["log10_M"],
+                                                 rh=10 ** truth["log10_rh"])
+    return truth, sample(model, stars, jax.random.PRNGKey(1000 + i))
+
+
 def run_mocks(indices, stars, warmup, thin):
     """Fit the mocks with these indices; returns ranks per parameter and divergences."""
-    kernel = NUTS(sbc_model, target_accept_prob=0.8, max_tree_depth=(7, 10))
-    mcmc = MCMC(kernel, num_warmup=warmup, num_samples=THIN_DRAWS * thin,
-                num_chains=1, progress_bar=False, jit_model_args=True)
     ranks = {p: [] for p in PARAMS}
     divergences = 0
     t0 = time.perf_counter()
+    fit = None
     for done, i in enumerate(indices, 1):
-        # the truth of mock i depends on i only, whichever worker draws it
-        truth = draw_truth(np.random.default_rng([2026, i]))
-        model = solve(truth["W0"], truth["g"]).scale(10 ** truth["log10_M"],
-                                                     rh=10 ** truth["log10_rh"])
-        m = sample(model, stars, jax.random.PRNGKey(1000 + i))
-        mcmc.run(jax.random.PRNGKey(i), *(jnp.asarray(a) for a in
-                                          (m.x, m.y, m.z, m.vx, m.vy, m.vz)),
-                 extra_fields=("diverging",), init_params=_start(m))
-        post = mcmc.get_samples()
-        divergences += int(np.sum(mcmc.get_extra_fields()["diverging"]))
+        truth, m = _mock(i, stars)
+        data = tuple(jnp.asarray(a) for a in (m.x, m.y, m.z, m.vx, m.vy, m.vz))
+        if fit is None:
+            fit = _compiled_fit(data, warmup, THIN_DRAWS * thin)
+        post, n_div = fit(jax.random.PRNGKey(i), _start(m), data)
+        divergences += int(n_div)
         for p in PARAMS:
             draws = np.asarray(post[p])[::thin][:THIN_DRAWS]
             ranks[p].append(int(np.sum(draws < truth[p])))
