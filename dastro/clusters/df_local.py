@@ -38,17 +38,19 @@ def _log_e(g, k, x, n_terms):
     E_h(x) = x^h / Gamma(h + 1) * S, S = 1 + sum_n prod_{j <= n} x / (h + j), summed by
     Horner's rule from the last term, S = 1 + x/(h+1) (1 + x/(h+2) (1 + ...)): positive
     terms, no cancellation, no exp or log per term, so value and derivatives in g are much
-    cheaper than exp(x) gammainc(h, x) and its derivative in the first argument. The loop is
-    unrolled into one chain of element-wise operations, which XLA fuses (forward and reverse)
-    into a single pass over the stars: 14 times faster than a cumulative product for 1e4 stars.
+    cheaper than exp(x) gammainc(h, x) and its derivative in the first argument. Each step is
+    one fused element-wise pass over the stars (forward and reverse), far cheaper than a
+    cumulative product over a (stars x terms) array.
     With n_terms = 64 the truncation error is below 1e-16 for x <= 14 (the emulator's range of
     W); 112 terms reach x <= 30.
     """
     hs = g + 0.5 * jnp.arange(4.0)
     h = hs[k]
-    acc = jnp.ones_like(x)
-    for n in range(n_terms, 0, -1):
-        acc = 1.0 + x / (h + n) * acc
+    def step(i, acc):
+        return 1.0 + x / (h + (n_terms - i)) * acc
+
+    # partly unrolled: fully unrolled runs ~2x faster but compiles ~2x longer
+    acc = jax.lax.fori_loop(0, n_terms, step, jnp.ones_like(x), unroll=8)
     return h * jnp.log(x) - gammaln(hs + 1.0)[k] + jnp.log(acc)
 
 
