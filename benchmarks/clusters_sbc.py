@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +36,7 @@ from dastro.clusters import sample, solve
 from dastro.clusters.df_local import log_density_local
 from dastro.clusters.emulator import _emulate, g_hi, load_table
 from dastro.inference import StarData
+from dastro.inference.fit import blackjax_chain
 from dastro.inference.models import FitConfig, Priors, cluster_scale, initial_values
 
 OUT = Path(__file__).parent / "results" / "clusters_sbc.json"
@@ -92,17 +92,7 @@ def _compiled_fit(example, warmup, n_draws):
         def logdensity(position):
             return -potential_gen(*data)(position)
 
-        k_warm, k_run = jax.random.split(key)
-        adapt = blackjax.window_adaptation(blackjax.nuts, logdensity,
-                                           target_acceptance_rate=0.8, max_num_doublings=7)
-        (state, params), _ = adapt.run(k_warm, position0, num_steps=warmup)
-        kernel = blackjax.nuts(logdensity, **dict(params, max_num_doublings=10))
-
-        def step(state, k):
-            state, info = kernel.step(k, state)
-            return state, (state.position, info.is_divergent)
-
-        _, (positions, divergent) = jax.lax.scan(step, state, jax.random.split(k_run, n_draws))
+        positions, divergent = blackjax_chain(logdensity, key, position0, warmup, n_draws)
         return jax.vmap(postprocess_gen(*data))(positions), jnp.sum(divergent)
 
     return fit

@@ -11,7 +11,6 @@ import warnings
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC, NUTS, init_to_value
 
@@ -138,48 +137,50 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
                      mean_steps=float(np.mean(steps)) if steps is not None else float("nan"))
 
 
+def blackjax_chain(logdensity, key, position0, num_warmup, num_samples, target_accept=0.8,
+                   depths=(7, 10)):
+    """One blackjax NUTS chain: window adaptation (tree depth depths[0]), then num_samples
+    draws (depth depths[1]). Traceable, so a caller may jit it with the data as arguments.
+
+    Returns (positions, divergent): the unconstrained draws (leading axis num_samples) and a
+    boolean per draw.
+    """
+    import blackjax
+
+    k_warm, k_run = jax.random.split(key)
+    warmup = blackjax.window_adaptation(blackjax.nuts, logdensity,
+                                        target_acceptance_rate=target_accept,
+                                        max_num_doublings=depths[0])
+    (state, params), _ = warmup.run(k_warm, position0, num_steps=num_warmup)
+    kernel = blackjax.nuts(logdensity, **dict(params, max_num_doublings=depths[1]))
+
+    def one_step(state, k):
+        state, info = kernel.step(k, state)
+        return state, (state.position, info.is_divergent)
+
+    _, (positions, divergent) = jax.lax.scan(one_step, state,
+                                             jax.random.split(k_run, num_samples))
+    return positions, divergent
+
+
 def _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains, seed,
                   target_accept, depths):
-    import blackjax
     from numpyro.infer.util import initialize_model
 
-    key = jax.random.PRNGKey(seed)
-    keys = jax.random.split(key, num_chains + 1)
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_chains + 1)
     info = initialize_model(keys[0], model, model_args=args, model_kwargs=kwargs,
                             init_strategy=init, dynamic_args=False)
     potential = info.potential_fn
-    postprocess = info.postprocess_fn
 
     def logdensity(position):
         return -potential(position)
 
-    position0 = info.param_info.z
-    draws = []
-    n_div = []
+    draws, n_div = [], []
     for c in range(num_chains):
-        k_warm, k_run = jax.random.split(keys[c + 1])
-        warmup = blackjax.window_adaptation(blackjax.nuts, logdensity,
-                                            target_acceptance_rate=target_accept,
-                                            max_num_doublings=depths[0])
-        (state, params), _ = warmup.run(k_warm, position0, num_steps=num_warmup)
-        kernel = blackjax.nuts(logdensity, **dict(params, max_num_doublings=depths[1]))
-
-        @jax.jit
-        def one_step(state, key, kernel=kernel):
-            state, info = kernel.step(key, state)
-            return state, (state.position, info.is_divergent)
-
-        run_keys = jax.random.split(k_run, num_samples)
-        _, (positions, divergent) = jax.lax.scan(one_step, state, run_keys)
-        draws.append(jax.vmap(postprocess)(positions))
+        positions, divergent = blackjax_chain(logdensity, keys[c + 1], info.param_info.z,
+                                              num_warmup, num_samples, target_accept, depths)
+        draws.append(jax.vmap(info.postprocess_fn)(positions))
         n_div.append(divergent)
     posterior = {k: np.stack([np.asarray(d[k]) for d in draws]) for k in draws[0]}
     diverging = np.stack([np.asarray(d) for d in n_div])
     return az.from_dict(posterior=posterior, sample_stats={"diverging": diverging})
-
-
-def posterior_mean(result: FitResult, name: str) -> float:
-    """Posterior mean of one scalar site."""
-    return float(jnp.mean(jnp.asarray(result.idata.posterior[name].values)))
-
-
