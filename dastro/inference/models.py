@@ -326,18 +326,21 @@ def _uses_edges(data: StarData, config: FitConfig) -> bool:
     return (not config.contamination) and bool(np.any(data.has_vx | data.has_vy | data.has_vz))
 
 
+def _completeness(config, mag):
+    """C as a function of R alone, or None: FitConfig.completeness, or completeness_mag at
+    the magnitudes ``mag`` (R and mag broadcast: per star, or stars x quadrature nodes)."""
+    if config.completeness_mag is None:
+        return config.completeness
+    if mag is None:
+        raise ValueError("completeness_mag needs the stars' magnitudes (mag)")
+    mag = jnp.asarray(mag)
+    return lambda R: config.completeness_mag(R, mag)
+
+
 def _selection_log_norm(model, config, length_scale, f_field, mag=None):
     """log of the expected detected fraction N(theta) (see the module docstring): a scalar,
     or one per star, shape (n,), for a magnitude-dependent completeness (``mag``, (n,))."""
-    if config.completeness_mag is not None:
-        if mag is None:
-            raise ValueError("completeness_mag needs the stars' magnitudes (mag)")
-        mag = jnp.asarray(mag)[:, None]
-
-        def completeness(R):  # (96,) nodes -> (n, 96)
-            return config.completeness_mag(R[None, :], mag)
-    else:
-        completeness = config.completeness
+    completeness = _completeness(config, None if mag is None else jnp.asarray(mag)[:, None])
     if completeness is None and config.field_radius is None:
         return jnp.zeros(())
     rt_data = model.rt / length_scale
@@ -459,10 +462,9 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     else:
         f = jnp.zeros(())
 
-    if config.completeness is not None:
-        log_p = log_p + jnp.log(config.completeness(R_data))
-    if config.completeness_mag is not None:
-        log_p = log_p + jnp.log(config.completeness_mag(R_data, jnp.asarray(data.mag)))
+    completeness = _completeness(config, data.mag)
+    if completeness is not None:
+        log_p = log_p + jnp.log(completeness(R_data))
     log_norm = _selection_log_norm(model, config, length_scale, f, data.mag)
     numpyro.factor("stars", jnp.sum(log_p) - jnp.sum(jnp.broadcast_to(log_norm, (n,))))
 
