@@ -109,7 +109,7 @@ def _mock(i, stars):
 def run_mocks(indices, stars, warmup, thin):
     """Fit the mocks with these indices; returns ranks per parameter and divergences."""
     ranks = {p: [] for p in PARAMS}
-    divergences = 0
+    divergences = []
     t0 = time.perf_counter()
     fit = None
     for done, i in enumerate(indices, 1):
@@ -118,7 +118,7 @@ def run_mocks(indices, stars, warmup, thin):
         if fit is None:
             fit = _compiled_fit(data, warmup, THIN_DRAWS * thin)
         post, n_div = fit(jax.random.PRNGKey(i), _start(m), data)
-        divergences += int(n_div)
+        divergences.append(int(n_div))
         for p in PARAMS:
             draws = np.asarray(post[p])[::thin][:THIN_DRAWS]
             ranks[p].append(int(np.sum(draws < truth[p])))
@@ -150,7 +150,7 @@ def main():
                               stdout=subprocess.PIPE, text=True)
              for k in range(args.workers)]
     ranks = {p: [] for p in PARAMS}
-    divergences = 0
+    per_mock = {}
     for proc in procs:
         stdout, _ = proc.communicate()
         lines = [ln for ln in stdout.splitlines() if ln.startswith("RESULT ")]
@@ -158,10 +158,11 @@ def main():
             raise SystemExit(f"an SBC worker failed (exit code {proc.returncode}):\n"
                              + stdout[-2000:])
         part = json.loads(lines[-1][len("RESULT "):])
-        divergences += part["divergences"]
+        per_mock.update(zip(part["indices"], part["divergences"], strict=True))
         for p in PARAMS:
             ranks[p] += part["ranks"][p]
     seconds = time.perf_counter() - t0
+    divergences = sum(per_mock.values())
     n_bins = 10
     results = {}
     print(f"\nSBC: {args.mocks} mocks x {args.stars} stars, L = {THIN_DRAWS} thinned draws, "
@@ -174,14 +175,16 @@ def main():
                       "ranks": ranks[p]}
         print(f"{p:>9}  {chi2:12.2f}  {pval:7.3f}  {counts.tolist()}")
     n_transitions = args.mocks * THIN_DRAWS * args.thin
-    print(f"divergent transitions: {divergences} of {n_transitions}; {seconds:.0f} s "
-          f"({args.workers} workers)")
+    with_div = sum(1 for d in per_mock.values() if d)
+    print(f"divergent transitions: {divergences} of {n_transitions} ({with_div} of "
+          f"{args.mocks} mocks have any); {seconds:.0f} s ({args.workers} workers)")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({"mocks": args.mocks, "stars": args.stars,
                                "warmup": args.warmup, "thin": args.thin,
                                "draws_per_rank": THIN_DRAWS, "seconds": seconds,
                                "workers": args.workers, "divergences": divergences,
                                "divergence_fraction": divergences / n_transitions,
+                               "divergences_per_mock": [per_mock[i] for i in sorted(per_mock)],
                                "parameters": results,
                                "all_p_above_0.01": bool(all(r["p_value"] > 0.01
                                                             for r in results.values()))},

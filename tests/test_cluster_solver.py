@@ -225,7 +225,7 @@ def test_public_solve_under_plain_grad():
     def rt(w):
         return solve(w, g, ra).rt
 
-    grad = float(jax.grad(rt)(jnp.asarray(W0)))
+    grad = float(jax.jit(jax.grad(rt))(jnp.asarray(W0)))  # eager grad: ~70 s of dispatch
     fd = float(_fd(lambda w: float(rt(w)), W0, 1e-4))
     assert np.isfinite(grad)
     assert grad == pytest.approx(fd, rel=1e-6)

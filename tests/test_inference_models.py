@@ -18,6 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpyro import handlers
 from numpyro.distributions import biject_to
 from numpyro.infer.util import log_density
 
@@ -47,7 +50,12 @@ from dastro.inference import (
     star_model,
 )
 from dastro.inference.cli_fit import default_mock, run_fit_cluster
-from dastro.inference.models import _check_config, _selection_log_norm, cluster_sites
+from dastro.inference.models import (
+    _check_config,
+    _edge_log10,
+    _selection_log_norm,
+    cluster_sites,
+)
 
 W0_TRUE, G_TRUE, M_TRUE, RH_TRUE = 6.0, 1.2, 1e5, 3.0
 TRUTH = {"W0": W0_TRUE, "g": G_TRUE, "log10_M": math.log10(M_TRUE),
@@ -150,6 +158,9 @@ def _likelihood_sites(data, config, params):
         moved_lat, _ = _site_log_probs(data, config, shifted)
         changed |= {s for s in base if s not in latents
                     and not np.allclose(base[s], moved_lat[s], rtol=0, atol=1e-12)}
+    # the edge reparameterisation's Jacobians depend on the data through the edges, but are
+    # part of the prior (see _edge_log10)
+    changed = {k for k in changed if not k.endswith("_jacobian")}
     assert changed, "no site of star_model depends on the data"
     return sorted(changed), latents
 
@@ -423,7 +434,9 @@ def _independent_fraction(model, R_max, comp):
     return float(np.sum(W * np.asarray(comp(R)) * dens))
 
 
-def test_selection_changes_numpyro_log_density_consistently(mock):
+# each eager log density takes ~15 s; the default suite checks one completeness
+@pytest.mark.parametrize("full", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_selection_changes_numpyro_log_density_consistently(mock, full):
     """log p(data | selection) - log p(data) = sum log C(R_i) - n log N, with N by an
     independent quadrature; a constant completeness changes nothing; C = 1 with the field
     beyond rt changes nothing."""
@@ -441,6 +454,13 @@ def test_selection_changes_numpyro_log_density_consistently(mock):
         config = FitConfig(fit_centre=False, **kw)
         return float(log_density(star_model, (data, config), {}, params)[0])
 
+    R_i = np.hypot(data.x, data.y)
+    if not full:
+        frac_c = _independent_fraction(model, R_FIELD, smooth_completeness)
+        expected = float(jnp.sum(jnp.log(smooth_completeness(R_i)))) - data.n * math.log(frac_c)
+        got = logp(field_radius=R_FIELD, completeness=smooth_completeness) - float(base)
+        assert got == pytest.approx(expected, abs=1e-7 * data.n)
+        return
     assert logp(field_radius=1.05 * rt) == pytest.approx(float(base), abs=1e-5 * data.n)
     assert logp(field_radius=1.05 * rt, completeness=lambda R: 0.5 + 0.0 * R) == (
         pytest.approx(float(base), abs=1e-5 * data.n))
@@ -451,7 +471,6 @@ def test_selection_changes_numpyro_log_density_consistently(mock):
         -data.n * math.log(frac), rel=1e-5)
     # with completeness: sum log C(R_i) - n log N. The model's 96-node rule over [0, R_field]
     # meets the kink of C at R_field / 2 (N off by 1.6e-5 relative); a smooth C is exact.
-    R_i = np.hypot(data.x, data.y)
     for comp, tol in ((completeness, 5e-5), (smooth_completeness, 1e-7)):
         frac_c = _independent_fraction(model, R_FIELD, comp)
         expected = float(jnp.sum(jnp.log(comp(R_i)))) - data.n * math.log(frac_c)
@@ -696,6 +715,39 @@ def test_fit_cluster_anisotropic_needs_every_velocity(tmp_path):
         run_fit_cluster(argv)
     message = str(info.value.code)
     assert "all three velocity components" in message and "[2, 5]" in message, message
+
+
+@settings(max_examples=15, deadline=None)
+@given(ln_edge=st.floats(-3.0, 4.0), low=st.floats(-1.0, 1.0), span=st.floats(0.2, 2.0))
+def test_edge_reparameterisation_keeps_the_uniform_prior(ln_edge, low, span):
+    """exp(Jacobian factor) of _edge_log10 integrated over eta is the length (in ln x) of the
+    allowed interval (max(edge, low), high): the pushforward is uniform on it; its image is
+    that interval, increasing in eta."""
+    bounds = (low, low + span)
+    ln10 = math.log(10.0)
+
+    def one(eta):
+        with handlers.trace() as tr, handlers.substitute(data={"eta_rh": eta}):
+            out = _edge_log10("log10_rh", jnp.asarray(ln_edge), bounds)
+        site = tr["log10_rh_jacobian"]
+        return out * ln10, site["fn"].log_prob(site["value"])
+
+    eta = jnp.linspace(-40.0, 40.0, 8001)
+    ln_x, log_jac = jax.vmap(one)(eta)
+    lo, hi = max(ln_edge, bounds[0] * ln10), bounds[1] * ln10
+    if lo >= hi:
+        assert np.all(np.asarray(log_jac) == -np.inf)
+        return
+    total = float(jnp.sum(jnp.exp(log_jac)) * (eta[1] - eta[0]))
+    assert total == pytest.approx(hi - lo, rel=1e-6)
+    assert np.all(np.diff(np.asarray(ln_x)) >= 0)
+    assert float(ln_x[0]) == pytest.approx(lo, abs=1e-12)
+    assert float(ln_x[-1]) == pytest.approx(hi, abs=1e-12)
+    # the factor is log |d ln x / d eta|
+    mid = eta[2000:6001:200]  # |eta| <= 20, where 1 - sigmoid(eta) is resolved
+    slope = jax.vmap(jax.grad(lambda e: one(e)[0]))(mid)
+    np.testing.assert_allclose(np.log(np.asarray(slope)), np.asarray(log_jac[2000:6001:200]),
+                               rtol=0, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- 8. normalisation

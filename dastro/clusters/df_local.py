@@ -22,8 +22,10 @@ observed; missing components there must be latent parameters of the fit.
 
 from __future__ import annotations
 
+import functools
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,7 @@ from jax.scipy.special import gammaln
 __all__ = ["log_density_local"]
 
 
+@functools.partial(jax.jit, static_argnames="n_terms")  # eager calls reuse one executable
 def _log_e(g, k, x, n_terms):
     """log E_h(x), h = g + k / 2 (k = 0..3 per star), 0 < x, from the power series.
 
@@ -89,7 +92,16 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
         if not concrete or not all(bool(np.all(np.asarray(m))) for m in masks):
             raise ValueError("anisotropic models need all three velocity components; make "
                              "the missing ones latent parameters of the fit")
-    x, y, z = (jnp.asarray(a, float) for a in (x, y, z))
+    comps = [jnp.where(m, jnp.asarray(v, float), 0.0) for m, v in zip(masks, (vx, vy, vz),
+                                                                       strict=True)]
+    return _log_density_local(model, *(jnp.asarray(a, float) for a in (x, y, z)), comps,
+                              masks, w)
+
+
+# One executable per model type and shapes: eager callers (numpyro's initialisation, tests)
+# then run compiled code instead of op-by-op dispatch; under an outer jit it is inlined.
+@eqx.filter_jit
+def _log_density_local(model, x, y, z, comps, masks, w):
     length = model.length_unit
     s2 = model.s2
     r2 = x**2 + y**2 + z**2
@@ -97,8 +109,6 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
     r = jnp.where(pos, jnp.sqrt(jnp.where(pos, r2, 1.0)), 0.0)
     if w is None:
         w, _ = model._state(r / length)
-    comps = [jnp.where(m, jnp.asarray(v, float), 0.0) for m, v in zip(masks, (vx, vy, vz),
-                                                                       strict=True)]
     u2 = (comps[0] ** 2 + comps[1] ** 2 + comps[2] ** 2) / s2
     n_missing = sum(jnp.where(m, 0, 1) for m in masks) + jnp.zeros(jnp.shape(x), int)
     arg = w - 0.5 * u2
@@ -119,6 +129,7 @@ _N_INVERT = 256  # table nodes for radius_at_potential, uniform in asinh(x / x_c
 _X_C = 0.25  # [r0]
 
 
+@eqx.filter_jit  # eager callers reuse one executable (see _log_density_local)
 def radius_at_potential(model, w):
     """Radius where the dimensionless potential W(r) equals w (0 <= w <= W0), any shape.
 

@@ -236,6 +236,9 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
 # ----------------------------------------------------------------------------- the model
 
 
+# jitted so that eager calls (numpyro's initialisation, tests) reuse one executable per shape
+# instead of tracing and compiling the loop again at every call; inlined under an outer jit
+@jax.jit
 def _chebyshev(tau, coef):
     """Chebyshev series sum_j coef[..., j] T_j(2 tau - 1) at tau (any shape), by Clenshaw's
     recurrence (each step one fused element-wise pass over the points, forward and reverse);

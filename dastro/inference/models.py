@@ -221,12 +221,37 @@ def cluster_shape(config: FitConfig, data: StarData):
     return model, values
 
 
-def _uniform_log10(name, value_ln, bounds):
-    """Deterministic log10 site with a uniform prior on (low, high) (walls outside)."""
-    log10 = numpyro.deterministic(name, value_ln / math.log(10.0))
-    inside = (log10 > bounds[0]) & (log10 < bounds[1])
-    numpyro.factor(name + "_prior", jnp.where(inside, 0.0, -jnp.inf))
-    return log10
+def _edge_log10(name, ln_edge, bounds):
+    """ln x = lo + (hi - lo) sigmoid(eta), lo = max(ln_edge, ln 10^low), hi = ln 10^high.
+
+    The uniform prior of log10 x on ``bounds`` = (low, high), restricted to x > exp(ln_edge),
+    mapped onto the real line of ``eta_<name>`` (sampled) with its Jacobian: no wall at either
+    end. Near the data's edge ln x - lo ~ (hi - lo) exp(eta), so eta behaves like a log
+    distance to the edge. Where the edge lies above the prior (lo >= hi) the density is zero.
+    Returns the deterministic site log10 x.
+    """
+    eta = numpyro.sample("eta_" + name.removeprefix("log10_"),
+                         dist.ImproperUniform(dist.constraints.real, (), ()))
+    lo = jnp.maximum(ln_edge, bounds[0] * math.log(10.0))
+    width = bounds[1] * math.log(10.0) - lo
+    ok = width > 0
+    width = jnp.where(ok, width, 1.0)
+    ln_x = lo + width * jax.nn.sigmoid(eta)
+    log_jac = jnp.log(width) + jax.nn.log_sigmoid(eta) + jax.nn.log_sigmoid(-eta)
+    numpyro.factor(name + "_jacobian", jnp.where(ok, log_jac, -jnp.inf))
+    return numpyro.deterministic(name, ln_x / math.log(10.0))
+
+
+def _edge_eta(ln_value, ln_edge, bounds, margin):
+    """Inverse of :func:`_edge_log10` for a start: eta of ln_value (numpy), kept at least
+    ``margin`` (ln units, at most half the allowed range) above the edge."""
+    lo = max(ln_edge, bounds[0] * math.log(10.0))
+    width = bounds[1] * math.log(10.0) - lo
+    if width <= 0:
+        return 0.0
+    frac = max(ln_value - lo, min(margin, 0.5 * width)) / width
+    frac = min(max(frac, 1e-3), 1.0 - 1e-3)
+    return math.log(frac / (1.0 - frac))
 
 
 def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
@@ -234,34 +259,29 @@ def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
 
     With r_star (radii [pc] that must lie inside rt: 3D radii when known, else projected) and
     v2_star (squared observed speeds [km^2/s^2] that must stay below the escape speed there),
-    the hard edges of the likelihood are mapped to infinity (edge reparameterisation):
+    the hard edges of the likelihood are mapped to infinity (edge reparameterisation,
+    :func:`_edge_log10`):
 
-        ln rh = ln rh_min(W0, g) + exp(eta_rh),  rh_min: rt = max r_star,
-        ln M  = ln M_min(W0, g, rh) + exp(eta_M),  M_min: every star bound, v^2 < 2 phi(r),
+        ln rh in (max(ln rh_min(W0, g), low), high),  rh_min: rt = max r_star,
+        ln M in (max(ln M_min(W0, g, rh), low), high),  M_min: every star bound, v^2 < 2 phi,
 
-    with the uniform priors on log10 rh and log10 M kept by the Jacobians exp(eta). Without
-    this, the likelihood falls to zero within a few posterior sds of its peak (each star's
-    density goes like (2 phi - v^2)^g), and NUTS trajectories that cross it diverge.
+    each through a sigmoid of eta_rh, eta_M, with the uniform priors on log10 rh and log10 M
+    (``config.priors``) kept by the Jacobians. Without this, the likelihood falls to zero
+    within a few posterior sds of its peak (each star's density goes like (2 phi - v^2)^g),
+    and NUTS trajectories that cross it, or a prior bound, diverge.
     """
     pr = config.priors
     if r_star is None:
         log10_M = numpyro.sample("log10_M", dist.Uniform(*pr.log10_M))
         log10_rh = numpyro.sample("log10_rh", dist.Uniform(*pr.log10_rh))
     else:
-        real = dist.ImproperUniform(dist.constraints.real, (), ())
-        eta_rh = numpyro.sample("eta_rh", real)
         ln_rh_min = jnp.log(jnp.max(r_star)) + jnp.log(shape_model.rh / shape_model.rt)
-        ln_rh = ln_rh_min + jnp.exp(eta_rh)
-        log10_rh = _uniform_log10("log10_rh", ln_rh, pr.log10_rh)
-        numpyro.factor("eta_rh_jacobian", eta_rh)
-        unit_mass = shape_model.scale(1.0, rh=jnp.exp(ln_rh))
+        log10_rh = _edge_log10("log10_rh", ln_rh_min, pr.log10_rh)
+        unit_mass = shape_model.scale(1.0, rh=10.0**log10_rh)
         w_star, _ = shape_model._state(r_star / unit_mass.length_unit)
         phi = w_star * unit_mass.s2  # proportional to M at fixed rh
         ratio = jnp.where(phi > 0, v2_star / (2.0 * jnp.where(phi > 0, phi, 1.0)), 0.0)
-        eta_M = numpyro.sample("eta_M", real)
-        ln_M = jnp.log(jnp.max(ratio)) + jnp.exp(eta_M)
-        log10_M = _uniform_log10("log10_M", ln_M, pr.log10_M)
-        numpyro.factor("eta_M_jacobian", eta_M)
+        log10_M = _edge_log10("log10_M", jnp.log(jnp.max(ratio)), pr.log10_M)
     M = numpyro.deterministic("M", 10.0**log10_M)
     rh = numpyro.deterministic("rh", 10.0**log10_rh)
     model = shape_model.scale(M, rh=rh)
@@ -525,12 +545,15 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
                + np.where(data.has_vy, data.vy - guess["vy0"], 0.0) ** 2) * pm**2
               + np.where(data.has_vz, data.vz - guess["vz0"], 0.0) ** 2)
         ln_rh_min = np.log(r.max()) + np.log(float(shape.rh / shape.rt))
-        d_rh = max(ln_rh - ln_rh_min, 0.3)
-        phi = np.asarray(shape.scale(1.0, rh=math.exp(ln_rh_min + d_rh)).potential(r))
+        init["eta_rh"] = _edge_eta(ln_rh, ln_rh_min, pr.log10_rh, 0.3)
+        lo = max(ln_rh_min, pr.log10_rh[0] * math.log(10.0))
+        width = pr.log10_rh[1] * math.log(10.0) - lo
+        frac = 1.0 / (1.0 + math.exp(-init["eta_rh"]))
+        rh_start = math.exp(lo + max(width, 0.0) * frac)
+        phi = np.asarray(shape.scale(1.0, rh=rh_start).potential(r))
         ln_M_min = np.log(np.max(np.where(phi > 0, v2 / (2.0 * np.where(phi > 0, phi, 1.0)),
                                           0.0)))
-        init["eta_rh"] = math.log(d_rh)
-        init["eta_M"] = math.log(max(ln_M - ln_M_min, 0.2))
+        init["eta_M"] = _edge_eta(ln_M, ln_M_min, pr.log10_M, 0.2)
     else:
         init["log10_M"] = ln_M / math.log(10.0)
         init["log10_rh"] = ln_rh / math.log(10.0)
