@@ -27,6 +27,18 @@ def _mappings() -> int:
         return 0
 
 
+# The longest files first: pytest-xdist (--dist loadfile) hands out files in collection
+# order, so a long file collected last keeps one worker busy while the other idles.
+_LONG_FIRST = ("test_notebooks.py", "test_cluster_solver.py", "test_cluster_df.py",
+               "test_inference_models.py", "test_synth.py", "test_continuum.py", "test_eos.py",
+               "test_cluster_emulator.py", "test_cluster_df_local.py", "test_transfer.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within files
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _bound_memory_mappings():
     yield

@@ -287,6 +287,7 @@ def test_gradients_ignore_impossible_stars(iso_model):
     ("6d", "xy_vlos"),
     pytest.param(("xy", "xy_pm", "xy_v3"), marks=pytest.mark.slow),  # 2 min of compiling
 ])
+@pytest.mark.slow  # ~1 min of compiling; star_model's gradients go through df_local instead
 def test_gradients_match_finite_differences(iso_model, kinds):
     """d/d(mass unit, length unit, g, W0, centre) of each log-likelihood of 20 mock stars
     (tables rebuilt inside) vs central differences; the solver's own gradients are tested
