@@ -221,6 +221,21 @@ def cluster_shape(config: FitConfig, data: StarData):
     return model, values
 
 
+def _edge_interval(ln_edge, bounds):
+    """(lo, hi) in ln x: lo = max(ln_edge, ln 10^low), hi = ln 10^high; arrays or floats."""
+    return jnp.maximum(ln_edge, bounds[0] * math.log(10.0)), bounds[1] * math.log(10.0)
+
+
+def _edge_ln(eta, ln_edge, bounds):
+    """ln x = lo + (hi - lo) sigmoid(eta) and its log Jacobian log |d ln x / d eta| (-inf
+    where the interval is empty)."""
+    lo, hi = _edge_interval(ln_edge, bounds)
+    ok = hi > lo
+    width = jnp.where(ok, hi - lo, 1.0)
+    log_jac = jnp.log(width) + jax.nn.log_sigmoid(eta) + jax.nn.log_sigmoid(-eta)
+    return lo + width * jax.nn.sigmoid(eta), jnp.where(ok, log_jac, -jnp.inf)
+
+
 def _edge_log10(name, ln_edge, bounds):
     """ln x = lo + (hi - lo) sigmoid(eta), lo = max(ln_edge, ln 10^low), hi = ln 10^high.
 
@@ -232,21 +247,16 @@ def _edge_log10(name, ln_edge, bounds):
     """
     eta = numpyro.sample("eta_" + name.removeprefix("log10_"),
                          dist.ImproperUniform(dist.constraints.real, (), ()))
-    lo = jnp.maximum(ln_edge, bounds[0] * math.log(10.0))
-    width = bounds[1] * math.log(10.0) - lo
-    ok = width > 0
-    width = jnp.where(ok, width, 1.0)
-    ln_x = lo + width * jax.nn.sigmoid(eta)
-    log_jac = jnp.log(width) + jax.nn.log_sigmoid(eta) + jax.nn.log_sigmoid(-eta)
-    numpyro.factor(name + "_jacobian", jnp.where(ok, log_jac, -jnp.inf))
+    ln_x, log_jac = _edge_ln(eta, ln_edge, bounds)
+    numpyro.factor(name + "_jacobian", log_jac)
     return numpyro.deterministic(name, ln_x / math.log(10.0))
 
 
 def _edge_eta(ln_value, ln_edge, bounds, margin):
-    """Inverse of :func:`_edge_log10` for a start: eta of ln_value (numpy), kept at least
+    """Inverse of :func:`_edge_ln` for a start: eta of ln_value (a float), kept at least
     ``margin`` (ln units, at most half the allowed range) above the edge."""
-    lo = max(ln_edge, bounds[0] * math.log(10.0))
-    width = bounds[1] * math.log(10.0) - lo
+    lo, hi = (float(v) for v in _edge_interval(ln_edge, bounds))
+    width = hi - lo
     if width <= 0:
         return 0.0
     frac = max(ln_value - lo, min(margin, 0.5 * width)) / width
@@ -546,10 +556,7 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
               + np.where(data.has_vz, data.vz - guess["vz0"], 0.0) ** 2)
         ln_rh_min = np.log(r.max()) + np.log(float(shape.rh / shape.rt))
         init["eta_rh"] = _edge_eta(ln_rh, ln_rh_min, pr.log10_rh, 0.3)
-        lo = max(ln_rh_min, pr.log10_rh[0] * math.log(10.0))
-        width = pr.log10_rh[1] * math.log(10.0) - lo
-        frac = 1.0 / (1.0 + math.exp(-init["eta_rh"]))
-        rh_start = math.exp(lo + max(width, 0.0) * frac)
+        rh_start = math.exp(float(_edge_ln(init["eta_rh"], ln_rh_min, pr.log10_rh)[0]))
         phi = np.asarray(shape.scale(1.0, rh=rh_start).potential(r))
         ln_M_min = np.log(np.max(np.where(phi > 0, v2 / (2.0 * np.where(phi > 0, phi, 1.0)),
                                           0.0)))
