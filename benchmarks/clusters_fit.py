@@ -57,10 +57,14 @@ def _mock(n, seed, hierarchical):
     return data, FitConfig(fit_centre=True)
 
 
-def run_case(name, n, warmup, samples, chains, seed=1):
+def run_case(name, n, warmup, samples, chains, dense, seed=1):
     data, config = _mock(n, seed, name == "hierarchical")
-    names = PARAMS + (["x0", "y0", "vx0", "vy0", "vz0"] if config.fit_centre else [])
-    result = run_nuts(star_model, data, config, var_names=names,
+    centre = ["x0", "y0", "vx0", "vy0", "vz0"] if config.fit_centre else []
+    names = PARAMS + centre
+    # one dense mass-matrix block for the sampled cluster-level sites (W0, q and the edge
+    # variables of rh and M are strongly correlated); the per-star latents stay diagonal
+    dense_mass = [tuple(["W0", "q", "eta_rh", "eta_M"] + centre)] if dense else False
+    result = run_nuts(star_model, data, config, var_names=names, dense_mass=dense_mass,
                       init_values=initial_values(data, config), num_warmup=warmup,
                       num_samples=samples, num_chains=chains, seed=seed, progress=False)
     print(f"\n[{name}] {n} stars")
@@ -75,7 +79,7 @@ def run_case(name, n, warmup, samples, chains, seed=1):
         "divergence_fraction": result.divergence_fraction,
         "max_r_hat": float(s["r_hat"].max()), "min_ess_bulk": float(s["ess_bulk"].min()),
         "min_ess_tail": float(s["ess_tail"].min()), "mean_leapfrog_steps": result.mean_steps,
-        "posterior_sites": n_params, "z_scores_vs_truth": z,
+        "posterior_sites": n_params, "dense_cluster_block": dense, "z_scores_vs_truth": z,
     }
 
 
@@ -87,10 +91,14 @@ def main():
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--diagonal", action="store_true",
+                        help="diagonal mass matrix for every site (default: a dense block "
+                             "for the cluster-level sites)")
     args = parser.parse_args()
     results = {}
     for case in args.cases:
-        results[case] = run_case(case, args.stars, args.warmup, args.samples, args.chains)
+        results[case] = run_case(case, args.stars, args.warmup, args.samples, args.chains,
+                                  not args.diagonal)
     print("\ncase          stars  chains x (warm+draws)  seconds  div %  max R-hat  "
           "min ESS bulk  steps/draw")
     for case, r in results.items():

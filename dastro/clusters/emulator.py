@@ -236,13 +236,10 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
 # ----------------------------------------------------------------------------- the model
 
 
-# jitted so that eager calls (numpyro's initialisation, tests) reuse one executable per shape
-# instead of tracing and compiling the loop again at every call; inlined under an outer jit
-@jax.jit
-def _chebyshev(tau, coef):
+def _clenshaw(tau, coef):
     """Chebyshev series sum_j coef[..., j] T_j(2 tau - 1) at tau (any shape), by Clenshaw's
-    recurrence (each step one fused element-wise pass over the points, forward and reverse);
-    cheaper per point than the second barycentric form, and the same polynomial."""
+    recurrence (each step one fused element-wise pass over the points); cheaper per point
+    than the second barycentric form, and the same polynomial."""
     x2 = 2.0 * (2.0 * tau - 1.0)
     zero = jnp.zeros(jnp.broadcast_shapes(jnp.shape(tau), jnp.shape(coef)[:-1]))
     n = coef.shape[-1]
@@ -255,6 +252,36 @@ def _chebyshev(tau, coef):
     b1, b2 = jax.lax.fori_loop(0, n - 1, step, (zero, zero), unroll=8)
     return coef[..., 0] + 0.5 * x2 * b1 - b2
 
+
+@functools.cache
+def _derivative_matrix(n: int) -> np.ndarray:
+    """(n, n) D with coef @ D.T the Chebyshev coefficients of d/dx of the series."""
+    return np.stack([np.pad(np.polynomial.chebyshev.chebder(np.eye(n)[j]), (0, 1))
+                     for j in range(n)], axis=1)
+
+
+@jax.custom_jvp
+def _chebyshev_series(tau, coef):
+    """Chebyshev series sum_j coef[..., j] T_j(2 tau - 1) at tau (any shape)."""
+    return _clenshaw(tau, coef)
+
+
+@_chebyshev_series.defjvp
+def _chebyshev_jvp(primals, tangents):
+    # d/dtau is the derivative series (coefficients by a constant matrix), summed in the same
+    # pass as the value, and the series is linear in coef: one more Clenshaw sum instead of
+    # differentiating the loop, whose reverse pass stored every step
+    tau, coef = primals
+    d_tau, d_coef = tangents
+    deriv = coef @ jnp.asarray(_derivative_matrix(coef.shape[-1]).T)
+    both = _clenshaw(jnp.expand_dims(tau, -1), jnp.stack([coef, deriv], axis=-2))
+    value, slope = both[..., 0], 2.0 * both[..., 1]
+    return value, slope * d_tau + _clenshaw(tau, d_coef)
+
+
+# jitted so that eager calls (numpyro's initialisation, tests) reuse one executable per shape
+# instead of tracing and compiling the loop again at every call; inlined under an outer jit
+_chebyshev = jax.jit(_chebyshev_series)
 
 class EmulatedLoweredIsothermal(ClusterModel):
     """An isotropic lowered-isothermal model from the emulator table (see ClusterModel)."""
@@ -274,9 +301,10 @@ class EmulatedLoweredIsothermal(ClusterModel):
     def _state_between(self, t):
         tau = self._tau(t)
         edge_factor = -jnp.expm1(t - self.ln_rt)  # 1 - r / rt
-        w = edge_factor * _chebyshev(tau, self.w_coef)
-        ln_gm = _chebyshev(tau, self.ln_gm_coef)
-        return w, ln_gm
+        # both series in one pass over the points
+        both = _chebyshev(jnp.expand_dims(tau, -1), jnp.stack([self.w_coef, self.ln_gm_coef],
+                                                               axis=-2))
+        return edge_factor * both[..., 0], both[..., 1]
 
     def _projected_model(self, R):
         """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one radius R from the table."""
@@ -289,8 +317,10 @@ class EmulatedLoweredIsothermal(ClusterModel):
         w, _ = self._state(R_in)
         w_safe = jnp.where(w > 0, w, 1.0)
         ln_w = jnp.log(w_safe)
-        sigma = jnp.exp(_chebyshev(tau, self.ln_sigma_coef) + (self.g + 2.0) * ln_w)
-        sv2 = jnp.exp(_chebyshev(tau, self.ln_sv2_coef) + (self.g + 3.0) * ln_w)
+        both = _chebyshev(jnp.expand_dims(tau, -1),
+                          jnp.stack([self.ln_sigma_coef, self.ln_sv2_coef], axis=-2))
+        sigma = jnp.exp(both[..., 0] + (self.g + 2.0) * ln_w)
+        sv2 = jnp.exp(both[..., 1] + (self.g + 3.0) * ln_w)
         value = jnp.stack([sigma, sv2, sv2, sv2])
         return jnp.where(inside & (w > 0), value, 0.0)
 
