@@ -1,0 +1,567 @@
+"""Fast, smooth emulator of anisotropic lowered-isothermal (LIMEPY) models, from the exact solver.
+
+The anisotropic companion of ``emulator.py`` (read that first): the same radial scheme, one more
+parameter. Density and mean-square velocities are closed-form functions of W and r / ra
+(``moments.py``), so per model the table holds only
+- W / (1 - r / rt) and ln(G M(<r)) at N Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in),
+  r_in = 1e-3 r0;
+- ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, minus
+  (g + 2) ln W(R) (Sigma) and (g + 3) ln W(R) (the others), so that they stay smooth up to rt;
+- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr (radial kinetic energy; not K / 3 with
+  anisotropy) and ln rhp (model units).
+
+Parameters and the validity box. ra is the anisotropy radius in units of r0; the grid uses
+s = 1 / (1 + log10 ra) (s = 0 isotropic, s = 1 at ra = r0; as s -> 0 the models approach
+isotropy with every derivative, since 1 / ra^2 = 100 * 10^(-2/s)). Radially anisotropic
+models with small ra are finite only for small g, and at large W0 not at all (g_max(14, ra)
+= 0 for ra <~ 30 r0); near that cliff even g = 0 models reach rt ~ 1e5 - 1e9 r0. Here g_max
+is the edge of models with rt < 1e6 r0 (the first g at which rt exceeds 1e6 r0, diverges or
+stops rising; away from the cliff this is solver.find_g_max to ~1e-4). The box is
+    0.5 <= W0 <= 14,   ra >= ra_min(W0)  (s <= s_max(W0)),   0 <= g <= g_max(W0, ra) - 0.05,
+with s_max(W0) = min(1, s_crit(W0) - 0.02) and s_crit where g_max(W0, s) = 0.15: ra_min = r0
+for small W0, rising steeply at larger W0 (:func:`ra_min`). Both s_max(W0) and g_max(W0, s)
+come from ``dastro/data/g_max_aniso.npz`` (``scripts/build_g_max_aniso_table.py``). The table
+grid is a rectangle in (W0, q, u) with u = s / s_max(W0) and, as in the isotropic emulator,
+q = ln(1 - g / g_max) / ln(0.05 / g_max).
+
+Interpolation. Along (W0, q, u) a tensor-product cubic Hermite interpolant whose node slopes
+are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
+(values and slopes are shared by neighbouring cells), O(h^4) accurate, and local (6 nodes per
+axis), so only a 6 x 6 x 6 block of the table is read per model. Along tau the Chebyshev
+interpolant (``emulator._chebyshev``). Outside the box :func:`emulate_aniso` raises a
+ValueError naming the parameter; under jit the model is flagged (``valid`` False, NaN outputs).
+
+The table is stored as float32 (the interpolation error is ~1e3 times larger than the rounding),
+read lazily, and checked on load: layout version, SHA-256 of the arrays, and the SHA-256 of the
+g_max table it was built with. Its metadata carries the measured accuracy (``measure_accuracy``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import NamedTuple
+
+import equinox as eqx
+import interpax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dastro.clusters.emulator import (
+    G_MARGIN,
+    R_IN,
+    W0_MAX,
+    W0_MIN,
+    EmulatedLoweredIsothermal,
+    _chebyshev,
+    chebyshev_coefficient_matrix,
+    g_from_q,
+    q_from_g,
+)
+from dastro.clusters.moments import density_integral, second_moment_integrals
+from dastro.clusters.solver import G_MODEL, _check_scalar, _is_concrete
+
+__all__ = ["AnisoTable", "EmulatedAnisotropic", "emulate_aniso", "g_hi_aniso", "g_max_aniso",
+           "load_aniso_table", "measure_accuracy", "ra_min", "s_max"]
+
+TABLE_NAME = "limepy_aniso_table.npz"
+#: Layout version of the table; bump when pack/unpack or the grid definition change.
+TABLE_VERSION = 1
+G_MAX_TABLE_NAME = "g_max_aniso.npz"
+G_MAX_TABLE_VERSION = 1
+#: The box in s stops where g_max(W0, s) has fallen to about this value.
+G_FLOOR = 0.15
+N_SCALARS = 7
+N_SERIES = 6  # W, ln GM, Sigma, Sigma v2p, Sigma v2R, Sigma v2T
+#: Below this s (ra > 1e99 r0) the model is isotropic to double precision.
+_S_ISO = 0.01
+_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+# ----------------------------------------------------------------------------- coordinates
+
+
+def s_from_ra(ra):
+    """s = 1 / (1 + log10 ra) (ra in r0; inf -> 0). NaN for ra <= 0.1 r0 is avoided: values
+    there come out negative or infinite and are flagged by the caller."""
+    ra = jnp.asarray(ra, float)
+    finite = jnp.isfinite(ra) & (ra > 0)
+    ra_safe = jnp.where(finite, ra, 10.0)
+    return jnp.where(finite, 1.0 / (1.0 + jnp.log10(ra_safe)), jnp.where(ra > 0, 0.0, jnp.nan))
+
+
+def ra_from_s_np(s) -> float:
+    """ra = 10^(1/s - 1) [r0] (inf at s = 0); plain Python, for scripts."""
+    s = float(s)
+    return math.inf if s <= 1.0 / 301.0 else 10.0 ** (1.0 / s - 1.0)
+
+
+def _inv_ra2(ra):
+    """1 / ra^2, 0 for ra = inf, differentiable in ra."""
+    finite = jnp.isfinite(ra)
+    ra_safe = jnp.where(finite, ra, 1.0)
+    return jnp.where(finite, 1.0 / ra_safe**2, 0.0)
+
+
+# ----------------------------------------------------------------------------- C1 cubic
+
+
+@functools.cache
+def _fd_matrix(n: int) -> np.ndarray:
+    """(n, n) first-derivative matrix (times the node spacing) of fourth order on a uniform
+    grid: central five-point stencils inside, one-sided five-point stencils at the ends."""
+    if n < 6:
+        raise ValueError(f"a table axis needs at least 6 nodes, got {n}")
+    d = np.zeros((n, n))
+    for i in range(n):
+        lo = min(max(i - 2, 0), n - 5)
+        offsets = np.arange(lo, lo + 5) - i
+        vander = np.vander(offsets.astype(float), 5, increasing=True).T  # rows: powers
+        rhs = np.zeros(5)
+        rhs[1] = 1.0
+        d[i, lo:lo + 5] = np.linalg.solve(vander, rhs)
+    return d
+
+
+@functools.cache
+def _hermite_stencils(n: int):
+    """Per cell i: the first node of its 6-node window and the (4, 6) weights of
+    (f_i, f_{i+1}, h f'_i, h f'_{i+1}) on that window."""
+    d = _fd_matrix(n)
+    eye = np.eye(n)
+    starts = np.clip(np.arange(n - 1) - 2, 0, n - 6)
+    weights = np.zeros((n - 1, 4, 6))
+    for i in range(n - 1):
+        k = starts[i]
+        for b, row in enumerate([eye[i], eye[i + 1], d[i], d[i + 1]]):
+            outside = np.delete(row, np.arange(k, k + 6))
+            assert not np.any(outside), (n, i, b)
+            weights[i, b] = row[k:k + 6]
+    return starts.astype(np.int32), weights
+
+
+def hermite_weights(x, x0: float, h: float, n: int):
+    """(start, weights): f(x) = sum_k weights[k] f[start + k] for the C1 cubic Hermite
+    interpolant on the uniform grid x0 + h * arange(n) (x inside the grid; slopes by fourth-
+    order finite differences). Differentiable in x; its slope is continuous across nodes."""
+    starts, stencils = _hermite_stencils(n)
+    y = (x - x0) / h
+    i = jnp.clip(jnp.floor(y), 0, n - 2).astype(jnp.int32)
+    t = y - i
+    t2 = t * t
+    t3 = t2 * t
+    basis = jnp.stack([2 * t3 - 3 * t2 + 1, 3 * t2 - 2 * t3, t3 - 2 * t2 + t, t3 - t2])
+    return jnp.asarray(starts)[i], basis @ jnp.asarray(stencils)[i]
+
+
+def _interp_nd(f, axes, point):
+    """Tensor-product C1 Hermite interpolation of f[i0, i1, ..., values] at `point`."""
+    starts, weights = zip(*(hermite_weights(p, *ax) for p, ax in zip(point, axes, strict=True)),
+                          strict=True)
+    nd = len(axes)
+    block = jax.lax.dynamic_slice(f, (*starts, jnp.int32(0)), (6,) * nd + (f.shape[-1],))
+    block = block.astype(float)
+    for w in weights:
+        block = jnp.tensordot(w, block, axes=(0, 0))
+    return block
+
+
+def _uniform_axis(name: str, nodes: np.ndarray):
+    nodes = np.asarray(nodes, float)
+    h = (nodes[-1] - nodes[0]) / (len(nodes) - 1)
+    if len(nodes) < 6 or not np.allclose(np.diff(nodes), h, rtol=1e-9, atol=0):
+        raise ValueError(f"{name} nodes must be uniform with at least 6 nodes")
+    return float(nodes[0]), float(h), len(nodes)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def array_hash(arrays: dict) -> str:
+    """SHA-256 of the arrays (sorted by name; values as float64)."""
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(np.asarray(arrays[key], dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def save_npz(path: Path, arrays: dict, meta: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, meta=np.asarray(json.dumps(meta)), **arrays)
+
+
+def _read(path: Path, keys: list[str], script: str):
+    def error(what):
+        return ValueError(f"anisotropic emulator table {path}: {what}. Rebuild it with "
+                          f"`python {script}`.")
+
+    if not path.is_file():
+        raise error("file not found")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = {k: np.asarray(data[k]) for k in keys}
+    except Exception as err:  # noqa: BLE001 -- any read failure is a corrupt table
+        raise error(f"cannot be read ({err})") from None
+    if meta.get("sha256") != array_hash(arrays):
+        raise error("its arrays do not match the SHA-256 in its metadata (corrupt or edited)")
+    return meta, arrays, error
+
+
+# ----------------------------------------------------------------------------- the box
+
+
+class _GMaxTable(NamedTuple):
+    w0_nodes: np.ndarray
+    s_max_nodes: np.ndarray
+    g_max: np.ndarray
+    w0_axis: tuple
+    u_axis: tuple
+    sha256: str
+
+
+@functools.lru_cache(maxsize=1)
+def _g_max_table() -> _GMaxTable:
+    path = _DATA / G_MAX_TABLE_NAME
+    script = "scripts/build_g_max_aniso_table.py"
+    meta, arrays, error = _read(path, ["w0_nodes", "u_nodes", "s_crit", "s_max", "g_max"],
+                                script)
+    if meta.get("table_version") != G_MAX_TABLE_VERSION:
+        raise error(f"layout version {meta.get('table_version')}, this code reads "
+                    f"{G_MAX_TABLE_VERSION}")
+    w0 = arrays["w0_nodes"]
+    if not (np.isclose(w0[0], W0_MIN) and np.isclose(w0[-1], W0_MAX)):
+        raise error(f"its W0 range [{w0[0]}, {w0[-1]}] is not the box [{W0_MIN}, {W0_MAX}]")
+    return _GMaxTable(
+        w0_nodes=w0, s_max_nodes=arrays["s_max"], g_max=arrays["g_max"],
+        w0_axis=_uniform_axis("W0", w0), u_axis=_uniform_axis("u", arrays["u_nodes"]),
+        sha256=meta["sha256"],
+    )
+
+
+def s_max(W0) -> jax.Array:
+    """Largest s = 1 / (1 + log10 ra) in the box at W0 (monotone cubic in W0; jit-able)."""
+    tab = _g_max_table()
+    W0 = jnp.clip(jnp.asarray(W0, float), W0_MIN, W0_MAX)
+    return interpax.interp1d(W0, jnp.asarray(tab.w0_nodes), jnp.asarray(tab.s_max_nodes),
+                             method="monotonic")
+
+
+def ra_min(W0) -> jax.Array:
+    """Smallest anisotropy radius [r0] in the box at W0 (r0 for W0 <~ 5)."""
+    return 10.0 ** (1.0 / s_max(W0) - 1.0)
+
+
+def _g_max_u(W0, u):
+    tab = _g_max_table()
+    return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.w0_axis, tab.u_axis),
+                      (W0, u))[0]
+
+
+def g_max_aniso(W0, ra) -> jax.Array:
+    """g_max(W0, ra) inside the box (C1 interpolation of find_g_max; ra = inf isotropic)."""
+    W0 = jnp.clip(jnp.asarray(W0, float), W0_MIN, W0_MAX)
+    u = jnp.clip(s_from_ra(ra) / s_max(W0), 0.0, 1.0)
+    return _g_max_u(W0, u)
+
+
+def g_hi_aniso(W0, ra) -> jax.Array:
+    """Upper edge of the box in g at (W0, ra): g_max(W0, ra) - 0.05."""
+    return g_max_aniso(W0, ra) - G_MARGIN
+
+
+# ----------------------------------------------------------------------------- packing
+
+
+def pack_scalars(model, rhp):
+    """The tabulated scalars of a solved (model-units) model."""
+    return jnp.stack([
+        model.ln_rt, jnp.log(model.rh_model), jnp.log(model.gm_model), jnp.log(-model.U_model),
+        jnp.log(model.K_model), jnp.log(model.Kr_model), jnp.log(rhp),
+    ])
+
+
+def pack(w, ln_gm, proj, g, scalars, r_over_rt):
+    """One table row: [W/(1 - r/rt), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2{p,R,T}/W^(g+3)),
+    scalars] (projections at R = r)."""
+    ln_w = jnp.log(w)
+    return jnp.concatenate([
+        w / (1.0 - r_over_rt), ln_gm, jnp.log(proj.Sigma) - (g + 2.0) * ln_w,
+        jnp.log(proj.Sigma * proj.v2p) - (g + 3.0) * ln_w,
+        jnp.log(proj.Sigma * proj.v2R) - (g + 3.0) * ln_w,
+        jnp.log(proj.Sigma * proj.v2T) - (g + 3.0) * ln_w, scalars,
+    ])
+
+
+def unpack(row, n_tau):
+    """Split a row into the six node series (6, n_tau) and the scalars."""
+    return row[:N_SERIES * n_tau].reshape(N_SERIES, n_tau), row[N_SERIES * n_tau:]
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+class AnisoTable(eqx.Module):
+    """The loaded table f[W0, q, u, values] (float32) and its grids."""
+
+    f: jax.Array
+    tau_nodes: jax.Array
+    cheb_matrix: jax.Array
+    axes: tuple = eqx.field(static=True)  # (x0, h, n) for W0, q, u
+    n_tau: int = eqx.field(static=True)
+    meta: str = eqx.field(static=True)
+
+    @property
+    def metadata(self) -> dict:
+        return json.loads(self.meta)
+
+
+def make_metadata(arrays: dict, **extra) -> dict:
+    import dastro
+
+    return {
+        "table_version": TABLE_VERSION,
+        "dastro_version": dastro.__version__,
+        "box": {"W0": [W0_MIN, W0_MAX], "g": f"[0, g_max(W0, ra) - {G_MARGIN}]",
+                "ra": "[ra_min(W0), inf] (s = 1/(1 + log10 ra) in [0, s_max(W0)])"},
+        "shape": list(np.shape(arrays["f"])),
+        "dtype": str(np.asarray(arrays["f"]).dtype),
+        "sha256": array_hash(arrays),
+        "g_max_sha256": _g_max_table().sha256,
+        "made_by": "scripts/build_cluster_aniso_table.py",
+        **extra,
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
+    """Read and check the anisotropic emulator table (cached: read once per process).
+
+    Raises:
+        ValueError: the file is missing, unreadable, of another layout version, its arrays
+            do not match the hash in its metadata, or it was built with another g_max table.
+    """
+    path = Path(path) if path is not None else _DATA / TABLE_NAME
+    meta, arrays, error = _read(path, ["w0_nodes", "q_nodes", "u_nodes", "tau_nodes", "f"],
+                                "scripts/build_cluster_aniso_table.py")
+    if meta.get("table_version") != TABLE_VERSION:
+        raise error(f"layout version {meta.get('table_version')} but this code reads "
+                    f"version {TABLE_VERSION}")
+    if meta.get("g_max_sha256") != _g_max_table().sha256:
+        raise error(f"it was built with another g_max table (dastro/data/{G_MAX_TABLE_NAME})")
+    n_tau = len(arrays["tau_nodes"])
+    if arrays["f"].shape[-1] != N_SERIES * n_tau + N_SCALARS:
+        raise error(f"rows have {arrays['f'].shape[-1]} values, expected "
+                    f"{N_SERIES * n_tau + N_SCALARS}")
+    axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("w0", "q", "u"))
+    if not (np.isclose(axes[0][0], W0_MIN) and np.isclose(axes[0][0] + axes[0][1] * (axes[0][2]
+                                                                                   - 1), W0_MAX)):
+        raise error("its W0 nodes do not span the box")
+    return AnisoTable(
+        f=jnp.asarray(arrays["f"]), tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
+        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)), axes=axes,
+        n_tau=n_tau, meta=json.dumps(meta),
+    )
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class EmulatedAnisotropic(EmulatedLoweredIsothermal):
+    """An anisotropic lowered-isothermal model from the emulator table (see ClusterModel).
+
+    Same radial machinery as the isotropic emulated model; adds the plane-of-sky velocity
+    series and evaluates the moments with 1 / ra^2 (0 when isotropic, so that derivatives in
+    ra are finite at ra = inf).
+    """
+
+    ln_sv2r_coef: jax.Array
+    ln_sv2t_coef: jax.Array
+    inv_ra2: jax.Array
+
+    def _moments_model(self, x, w):
+        p2 = x**2 * self.inv_ra2
+        rho = density_integral(w, self.g, p2) / self.rho0_integral
+        rv2r, rv2t = second_moment_integrals(w, self.g, p2)
+        return rho, rv2r / self.rho0_integral, rv2t / self.rho0_integral
+
+    def _projected_model(self, R):
+        """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one radius R from the table."""
+        rt = jnp.exp(self.ln_rt)
+        inside = R < rt
+        # Sigma is even in R: below r_in it equals its value at r_in to O((R/r0)^2).
+        R_in = jnp.where(inside, jnp.clip(R, R_IN, None), 0.5 * rt)
+        tau = self._tau(jnp.log(R_in))
+        w, _ = self._state(R_in)
+        ln_w = jnp.log(jnp.where(w > 0, w, 1.0))
+        coef = jnp.stack([self.ln_sigma_coef, self.ln_sv2_coef, self.ln_sv2r_coef,
+                          self.ln_sv2t_coef], axis=-2)
+        series = _chebyshev(jnp.expand_dims(tau, -1), coef)
+        value = jnp.exp(series + (self.g + jnp.array([2.0, 3.0, 3.0, 3.0])) * ln_w)
+        return jnp.where(inside & (w > 0), value, 0.0)
+
+
+def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
+    W0 = jnp.asarray(W0, float)
+    g = jnp.asarray(g, float)
+    ra = jnp.asarray(ra, float)
+    s = s_from_ra(ra)
+    w_in = jnp.where(jnp.isnan(W0), W0_MIN, jnp.clip(W0, W0_MIN, W0_MAX))
+    smax = s_max(w_in)
+    u = s / smax
+    ra_ok = (ra > 0) & (s >= 0) & (u <= 1.0)  # False for NaN
+    u_in = jnp.where(ra_ok, jnp.clip(u, 0.0, 1.0), 0.0)
+    gm = _g_max_u(w_in, u_in)
+    g_hi = gm - G_MARGIN
+    valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
+    g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
+    q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
+    row = _interp_nd(table.f, table.axes, (w_in, q_in, u_in))
+    series, scalars = unpack(row, table.n_tau)
+    coef = series @ table.cheb_matrix.T
+    ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
+    one = jnp.ones_like(W0)
+    return EmulatedAnisotropic(
+        W0=W0, g=g, ra_model=ra, isotropic=False, valid=valid, ln_rt=ln_rt,
+        gm_model=jnp.exp(ln_gm), U_model=-jnp.exp(ln_mu), K_model=jnp.exp(ln_k),
+        Kr_model=jnp.exp(ln_kr), rh_model=jnp.exp(ln_rh), rho0_integral=density_integral(W0, g),
+        length_unit=one, mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp),
+        w_coef=coef[0], ln_gm_coef=coef[1], ln_sigma_coef=coef[2], ln_sv2_coef=coef[3],
+        ln_sv2r_coef=coef[4], ln_sv2t_coef=coef[5], inv_ra2=_inv_ra2(ra),
+    )
+
+
+_emulate_jit = eqx.filter_jit(_emulate)
+
+
+def emulate_aniso(W0, g=1.0, ra=None, *, table: AnisoTable | None = None):
+    """An (optionally) anisotropic lowered-isothermal model from the emulator, in model units.
+
+    Same interface as :func:`dastro.clusters.solve` (profiles, projected, scalars, scale),
+    about a thousand times faster; accuracy in the table's metadata (``measure_accuracy``).
+
+    Args:
+        W0: central potential, 0.5 <= W0 <= 14.
+        g: truncation parameter, 0 <= g <= g_max(W0, ra) - 0.05 (:func:`g_hi_aniso`).
+        ra: anisotropy radius in units of r0, ra >= ra_min(W0) (:func:`ra_min`: r0 for
+            W0 <~ 5, ~100 r0 at W0 = 14); None or inf for isotropic.
+        table: a loaded table (default: the shipped one, read on first use).
+
+    Raises:
+        ValueError: parameters outside the box (outside jit; under jit the model is flagged
+            invalid with NaN outputs), NaN, non-scalars, or a missing or corrupt table.
+    """
+    table = load_aniso_table() if table is None else table
+    if ra is None:
+        ra = math.inf
+    _check_scalar("W0", W0, lower=W0_MIN, upper=W0_MAX, lower_open=False,
+                  what=" (emulator box)")
+    _check_scalar("g", g, lower=0.0, lower_open=False, upper=3.5, upper_open=True)
+    _check_scalar("ra", ra, lower=0.0, allow_inf=True,
+                  what=" (anisotropy radius in r0; None or inf for isotropic)")
+    model = _emulate_jit(table, W0, g, ra)
+    if _is_concrete(model.valid) and not bool(model.valid):
+        if _is_concrete(ra) and not float(s_from_ra(ra)) <= float(s_max(W0)):
+            raise ValueError(
+                f"ra = {float(ra):g} is outside the emulator box at W0 = {float(W0):g}: ra must "
+                f"be >= ra_min(W0) = {float(ra_min(W0)):.6g} r0 (more anisotropic models are "
+                "finite only for g < ~0.15, or not at all); use dastro.clusters.solve")
+        edge = float(g_hi_aniso(W0, ra))
+        raise ValueError(f"g = {float(g):g} is outside the emulator box at W0 = {float(W0):g}, "
+                         f"ra = {float(ra):g}: g must be <= g_max(W0, ra) - {G_MARGIN} = "
+                         f"{edge:.6f}; use dastro.clusters.solve near g_max")
+    return model
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+def random_parameters(n: int, seed: int = 0):
+    """n random models in the box: W0 ~ U(0.5, 14), u = s / s_max(W0) ~ U(0, 1) (so ra from
+    ra_min(W0) to nearly isotropic), g ~ U(0, g_max(W0, ra) - 0.05)."""
+    rng = np.random.default_rng(seed)
+    W0 = rng.uniform(W0_MIN, W0_MAX, n)
+    s = rng.uniform(0.0, 1.0, n) * np.asarray(s_max(jnp.asarray(W0)))
+    ra = np.array([ra_from_s_np(v) for v in s])
+    g = rng.uniform(0.0, 1.0, n) * np.asarray(jax.vmap(g_hi_aniso)(jnp.asarray(W0),
+                                                                  jnp.asarray(ra)))
+    return W0, g, ra
+
+
+PROFILE_NAMES = ["phi", "rho", "mc", "v2", "v2r", "v2t"]
+PROJECTED_NAMES = ["Sigma", "v2p", "v2R", "v2T"]
+SCALAR_NAMES = ["rt", "rh", "M", "U", "K", "Kr", "rhp"]
+
+
+def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
+                     progress: bool = False) -> dict:
+    """Errors of the emulator against the exact solver over n random models in the box.
+
+    Compares the scalars (relative), the profiles phi, rho, mc, v2, v2r, v2t at 40 radii and
+    Sigma, v2p, v2R, v2T at 20 projected radii: relative at r <= 0.99 rt, beyond in absolute
+    terms in units of the central value (mc: relative everywhere).
+    Returns {"n", "seed", "quantities": {name: {"median", "p99", "max", "worst"}}}, where
+    worst is the (W0, g, ra) of the largest error.
+    """
+    from dastro.clusters.solver import _solve
+
+    table = load_aniso_table() if table is None else table
+    W0, g, ra = random_parameters(n, seed)
+    frac = np.concatenate([np.geomspace(1e-3, 0.99, 36), [0.993, 0.996, 0.999, 0.9999]])
+    frac_p = np.concatenate([[0.0], np.geomspace(1e-3, 0.99, 17), [0.995, 0.999]])
+
+    @eqx.filter_jit
+    def compare(w0, gg, rr):
+        exact = _solve(w0, gg, rr, 1e-12, 1e-14)
+        emu = _emulate(table, w0, gg, rr)
+        rt = jnp.exp(exact.ln_rt)
+        pe, pm = exact._profiles(jnp.asarray(frac) * rt), emu._profiles(jnp.asarray(frac) * rt)
+        qe, qm = (exact._projected(jnp.asarray(frac_p) * rt),
+                  emu._projected(jnp.asarray(frac_p) * rt))
+        scal = jnp.stack([jnp.stack([getattr(m, k) for k in ["rt", "rh", "M", "U", "K", "Kr"]]
+                                    + [m._rhp()]) for m in (exact, emu)])
+        prof = [jnp.stack([getattr(p, k) for k in PROFILE_NAMES]) for p in (pe, pm)]
+        proj = [jnp.stack([getattr(p, k) for k in PROJECTED_NAMES]) for p in (qe, qm)]
+        return scal, prof, proj, exact.valid & emu.valid
+
+    errors = {k: [] for k in SCALAR_NAMES + PROFILE_NAMES + PROJECTED_NAMES}
+    inner, inner_p = frac <= 0.99, frac_p <= 0.99
+    it = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="accuracy check")
+    for i in it:
+        scal, prof, proj, ok = compare(*(jnp.asarray(v[i]) for v in (W0, g, ra)))
+        if not bool(ok):
+            raise RuntimeError(f"invalid model at (W0, g, ra) = ({W0[i]}, {g[i]}, {ra[i]})")
+        scal = np.asarray(scal)
+        for k, a, b in zip(SCALAR_NAMES, scal[0], scal[1], strict=True):
+            errors[k].append(abs(b / a - 1.0))
+        for names, (a_all, b_all), mask0 in ((PROFILE_NAMES, prof, inner),
+                                             (PROJECTED_NAMES, proj, inner_p)):
+            for k, a, b in zip(names, np.asarray(a_all), np.asarray(b_all), strict=True):
+                mask = np.ones_like(mask0) if k == "mc" else mask0
+                rel = np.abs(b[mask] / a[mask] - 1.0)
+                edge = np.abs(b[~mask] - a[~mask]) / abs(a[0])
+                errors[k].append(max(rel.max(), edge.max() if edge.size else 0.0))
+    out = {}
+    for k, v in errors.items():
+        v = np.asarray(v)
+        j = int(np.argmax(v))
+        out[k] = {"median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
+                  "max": float(v.max()), "worst": [float(W0[j]), float(g[j]), float(ra[j])]}
+    return {"n": n, "seed": seed, "quantities": out,
+            "note": "relative error for r <= 0.99 rt; beyond, absolute in units of the "
+                    "central value; worst = (W0, g, ra) of the max"}
+
+
+def g_from_q_u(q, W0, u):
+    """g at table coordinates (q, u) and W0 (for the build script)."""
+    return g_from_q(q, _g_max_u(jnp.asarray(W0, float), jnp.asarray(u, float)))

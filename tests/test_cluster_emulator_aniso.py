@@ -1,0 +1,261 @@
+"""The anisotropic emulator against the exact solver: accuracy, smoothness, isotropic limit, box,
+bad input and table integrity."""
+
+import json
+import math
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dastro.clusters import emulator as emu
+from dastro.clusters import emulator_aniso as ea
+from dastro.clusters import solve
+
+TABLE = ea.load_aniso_table()
+# Off-grid models spread over the box: (W0, g, ra).
+MODELS = [(3.3, 1.7, 1.3), (6.1, 0.9, 12.0), (9.4, 1.2, 400.0)]
+
+
+def test_table_metadata_and_size():
+    meta = TABLE.metadata
+    assert meta["table_version"] == ea.TABLE_VERSION
+    assert meta["made_by"] == "scripts/build_cluster_aniso_table.py"
+    assert meta["g_max_sha256"] == ea._g_max_table().sha256
+    assert "accuracy" in meta
+    assert (ea._DATA / ea.TABLE_NAME).stat().st_size < 70e6
+
+
+def test_hermite_interpolant_is_exact_for_cubics_and_c1():
+    x = np.linspace(-1.0, 2.0, 13)
+    f = (0.3 * x**3 - x**2 + 2.0)[:, None]
+    axis = (float(x[0]), float(x[1] - x[0]), len(x))
+
+    def interp(xx):
+        return ea._interp_nd(jnp.asarray(f), (axis,), (xx,))[0]
+
+    for xx in [-1.0, -0.93, 0.1, 1.7, 2.0]:
+        assert float(interp(xx)) == pytest.approx(0.3 * xx**3 - xx**2 + 2.0, abs=1e-13)
+    # a non-polynomial: the slope is continuous across every node
+    g = np.exp(np.sin(3 * x))[:, None]
+    slope = jax.grad(lambda xx: ea._interp_nd(jnp.asarray(g), (axis,), (xx,))[0])
+    for node in x[1:-1]:
+        assert float(slope(node - 1e-10)) == pytest.approx(float(slope(node + 1e-10)),
+                                                           rel=1e-7, abs=1e-7)
+
+
+@pytest.fixture(scope="module")
+def exact_and_emulated():
+    return [(solve(*p), ea.emulate_aniso(*p)) for p in MODELS]
+
+
+def test_off_grid_models_match_the_exact_solver(exact_and_emulated):
+    for exact, fast in exact_and_emulated:
+        for name in ["rt", "rh", "M", "U", "K", "Kr", "A", "sigma0_2"]:
+            assert float(getattr(fast, name)) == pytest.approx(float(getattr(exact, name)),
+                                                               rel=1e-3), name
+        r = float(exact.rt) * np.array([1e-3, 0.01, 0.1, 0.3, 0.6, 0.9])
+        pe, pm = exact.profiles(r), fast.profiles(r)
+        for name in ["phi", "rho", "mc", "v2", "v2r", "v2t", "beta"]:
+            a, b = np.asarray(getattr(pe, name)), np.asarray(getattr(pm, name))
+            np.testing.assert_allclose(b, a, rtol=3e-3, atol=1e-6 * np.abs(a).max(),
+                                       err_msg=name)
+        # anisotropy is really there: beta rises from 0 at the centre
+        assert float(pm.beta[0]) < 1e-3 < float(pm.beta[-1])
+
+
+def test_projected_profiles_match_the_exact_solver(exact_and_emulated):
+    exact, fast = exact_and_emulated[1]
+    R = float(exact.rt) * np.array([0.0, 0.05, 0.5])
+    pe, pm = exact.projected(R), fast.projected(R)
+    for a, b, name in zip(pe, pm, pe._fields, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=3e-3, err_msg=name)
+    # radial anisotropy: v2R > v2T away from the centre
+    assert float(pm.v2R[2]) > 1.01 * float(pm.v2T[2])
+
+
+def test_isotropic_limit_matches_the_isotropic_emulator():
+    for w0, g in [(2.2, 0.4), (7.7, 1.3), (12.5, 2.0)]:
+        a = emu.emulate(w0, g)
+        b = ea.emulate_aniso(w0, g, None)
+        c = ea.emulate_aniso(w0, g, 1e12)  # 1/ra^2 = 1e-24: isotropic to double precision
+        r = float(a.rt) * np.array([0.01, 0.5, 0.95])
+        for name in ["rt", "rh", "M", "K", "Kr"]:
+            assert float(getattr(b, name)) == pytest.approx(float(getattr(a, name)), rel=1e-3)
+            assert float(getattr(c, name)) == pytest.approx(float(getattr(b, name)), rel=1e-4)
+        np.testing.assert_allclose(np.asarray(b.profiles(r).rho), np.asarray(a.profiles(r).rho),
+                                   rtol=1e-2)
+        pb = b.projected(r)
+        np.testing.assert_allclose(np.asarray(pb.v2R), np.asarray(pb.v2T), rtol=1e-3)
+
+
+def _outputs(w0, g, ra):
+    m = ea._emulate(TABLE, w0, g, ra)
+    r = jnp.exp(m.ln_rt) * jnp.array([0.05, 0.5])
+    p = m._projected(r)
+    return jnp.concatenate([jnp.stack([m.ln_rt, m.rh_model, m.K_model, m.Kr_model]),
+                            m._profiles(r).rho, m._profiles(r).beta, p.Sigma, p.v2R])
+
+
+def test_gradients_match_finite_differences():
+    f = jax.jit(_outputs)
+    x0 = [6.1, 0.9, 12.0]
+    jac = jax.jacrev(f, argnums=(0, 1, 2))(*x0)
+    for i, h in enumerate([1e-4, 1e-4, 1e-3]):
+        up, down = list(x0), list(x0)
+        up[i] += h
+        down[i] -= h
+        fd = (np.asarray(f(*up)) - np.asarray(f(*down))) / (2 * h)
+        np.testing.assert_allclose(np.asarray(jac[i]), fd, rtol=2e-5, atol=1e-9)
+    # ra = inf (isotropic): the gradient exists and d/dra vanishes there
+    jac_iso = jax.jacrev(f, argnums=(0, 1, 2))(6.1, 0.9, jnp.inf)
+    assert all(np.all(np.isfinite(np.asarray(j))) for j in jac_iso)
+    np.testing.assert_array_equal(np.asarray(jac_iso[2]), 0.0)
+
+
+def test_gradient_is_continuous_across_cell_boundaries():
+    """Derivatives just either side of a W0, a q and a u node agree (the interpolant is C1)."""
+    f = jax.jit(jax.grad(lambda w, g, ra: _outputs(w, g, ra).sum(), argnums=(0, 1, 2)))
+    (w_x0, w_h, _), (q_x0, q_h, _), (u_x0, u_h, _) = TABLE.axes
+    eps = 1e-9
+    w_node = w_x0 + 11 * w_h
+    np.testing.assert_allclose(np.asarray(f(w_node - eps, 0.8, 50.0)),
+                               np.asarray(f(w_node + eps, 0.8, 50.0)), rtol=1e-6)
+    w0, u_node, q_node = 5.0, u_x0 + 6 * u_h, q_x0 + 8 * q_h
+    ra = ea.ra_from_s_np(u_node * float(ea.s_max(w0)))
+    np.testing.assert_allclose(np.asarray(f(w0, 0.8, ra * (1 - eps))),
+                               np.asarray(f(w0, 0.8, ra * (1 + eps))), rtol=1e-6)
+    g_node = float(ea.g_from_q_u(q_node, w0, u_node))
+    np.testing.assert_allclose(np.asarray(f(w0, g_node - eps, ra)),
+                               np.asarray(f(w0, g_node + eps, ra)), rtol=1e-6)
+
+
+def test_vmap_and_jit_agree_with_single_calls():
+    w0 = jnp.array([p[0] for p in MODELS] + [4.0])
+    g = jnp.array([p[1] for p in MODELS] + [1.0])
+    ra = jnp.array([p[2] for p in MODELS] + [jnp.inf])
+    rts = jax.jit(jax.vmap(lambda a, b, c: ea._emulate(TABLE, a, b, c).rt))(w0, g, ra)
+    for i in range(len(w0)):
+        one = ea.emulate_aniso(float(w0[i]), float(g[i]), float(ra[i]))
+        assert float(rts[i]) == pytest.approx(float(one.rt), rel=1e-12)
+
+
+def test_scaled_model_has_the_same_interface():
+    fast = ea.emulate_aniso(6.1, 0.9, 12.0).scale(3e5, rh=4.0)
+    assert float(fast.M) == pytest.approx(3e5)
+    assert float(fast.rh) == pytest.approx(4.0)
+    assert float(fast.ra) == pytest.approx(12.0 * float(fast.r0))
+    prof = fast.profiles(np.linspace(0.0, 1.1 * float(fast.rt), 7))
+    assert np.all(np.isfinite(np.asarray(prof.rho)))
+    assert float(prof.rho[-1]) == 0.0
+    assert float(fast.projected_half_mass_radius()) < float(fast.rh)
+
+
+# ------------------------------------------------------------------ the box and bad input
+
+def test_box_edges():
+    assert float(ea.ra_min(2.0)) == pytest.approx(1.0)
+    assert float(ea.ra_min(14.0)) > 30.0  # g_max(14, ra = 30) = 0: no finite models
+    assert float(ea.g_max_aniso(7.0, jnp.inf)) == pytest.approx(
+        float(emu.g_hi(7.0) + emu.G_MARGIN), abs=2e-3)
+    # g_max falls with anisotropy
+    assert float(ea.g_max_aniso(7.0, 5.0)) < float(ea.g_max_aniso(7.0, 50.0))
+
+
+def test_g_beyond_the_box_is_rejected_and_flagged_under_jit():
+    edge = float(ea.g_hi_aniso(6.0, 20.0))
+    ea.emulate_aniso(6.0, edge - 1e-6, 20.0)
+    with pytest.raises(ValueError, match="g = .* outside the emulator box"):
+        ea.emulate_aniso(6.0, edge + 1e-3, 20.0)
+    flagged = jax.jit(lambda w, g, r: ea._emulate(TABLE, w, g, r).rt)
+    assert np.isnan(float(flagged(6.0, edge + 1e-3, 20.0)))
+
+
+def test_ra_below_the_box_is_rejected_and_flagged_under_jit():
+    lo = float(ea.ra_min(12.0))
+    ea.emulate_aniso(12.0, 0.05, lo * 1.001)
+    with pytest.raises(ValueError, match="ra = .* ra_min"):
+        ea.emulate_aniso(12.0, 0.05, lo * 0.99)
+    flagged = jax.jit(lambda w, g, r: ea._emulate(TABLE, w, g, r).rt)
+    for bad in [lo * 0.99, 0.05, 0.0, -3.0, math.nan]:
+        assert np.isnan(float(flagged(12.0, 0.05, bad))), bad
+
+
+@settings(max_examples=25, deadline=None)
+@given(bad=st.one_of(st.floats(max_value=0.4999), st.floats(min_value=14.0001),
+                     st.just(float("nan"))))
+def test_W0_outside_the_box_is_rejected(bad):
+    with pytest.raises(ValueError, match="W0"):
+        ea.emulate_aniso(bad, 1.0, 10.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(bad=st.one_of(st.floats(max_value=0.0), st.just(float("nan")),
+                     st.just(float("-inf"))))
+def test_bad_ra_is_rejected(bad):
+    with pytest.raises(ValueError, match="ra"):
+        ea.emulate_aniso(3.0, 1.0, bad)
+
+
+@settings(max_examples=25, deadline=None)
+@given(bad=st.one_of(st.floats(max_value=-1e-12), st.floats(min_value=3.5),
+                     st.just(float("nan"))))
+def test_bad_g_is_rejected(bad):
+    with pytest.raises(ValueError, match="g"):
+        ea.emulate_aniso(3.0, bad, 10.0)
+
+
+def test_non_scalar_parameters_are_rejected():
+    with pytest.raises(ValueError, match="scalar"):
+        ea.emulate_aniso(np.array([3.0, 4.0]), 1.0, 10.0)
+
+
+def test_missing_or_corrupt_table_fails_clearly(tmp_path):
+    with pytest.raises(ValueError, match="file not found"):
+        ea.load_aniso_table(tmp_path / "nope.npz")
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a table")
+    with pytest.raises(ValueError, match="cannot be read"):
+        ea.load_aniso_table(broken)
+    copy = tmp_path / "edited.npz"
+    shutil.copy(ea._DATA / ea.TABLE_NAME, copy)
+    with np.load(copy) as data:
+        arrays = {k: np.array(data[k]) for k in data.files}
+    arrays["f"][3, 3, 3, 3] *= 1.0001
+    np.savez_compressed(copy, **arrays)
+    with pytest.raises(ValueError, match="SHA-256"):
+        ea.load_aniso_table(copy)
+    arrays["f"][3, 3, 3, 3] /= 1.0001
+    meta = json.loads(str(arrays["meta"]))
+    for key, value, message in [("table_version", ea.TABLE_VERSION + 1, "layout version"),
+                                ("g_max_sha256", "0" * 64, "another g_max table")]:
+        changed = dict(meta, **{key: value})
+        np.savez_compressed(copy, **dict(arrays, meta=np.asarray(json.dumps(changed))))
+        with pytest.raises(ValueError, match=message):
+            ea.load_aniso_table(copy)
+
+
+# ------------------------------------------------------------------ accuracy (slow)
+
+# Guards on the shipped table's measured accuracy (see its metadata and the build script).
+P99_BOUND = 2e-2
+
+
+def test_shipped_accuracy_table():
+    acc = TABLE.metadata["accuracy"]
+    assert acc["n"] >= 200
+    for name, row in acc["quantities"].items():
+        assert row["p99"] < P99_BOUND, (name, row)
+
+
+@pytest.mark.slow
+def test_random_models_match_the_exact_solver():
+    acc = ea.measure_accuracy(40, seed=321)
+    shipped = TABLE.metadata["accuracy"]["quantities"]
+    for name, row in acc["quantities"].items():
+        assert row["median"] < 10 * shipped[name]["median"] + 1e-7, (name, row)
+        assert row["max"] < 10 * shipped[name]["max"], (name, row)
