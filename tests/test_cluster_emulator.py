@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dastro.clusters import emulator as emu
@@ -95,6 +95,39 @@ def test_radial_derivative_is_the_enclosed_mass():
     expected = -m.G * m._profiles(r).mc / r**2
     np.testing.assert_allclose(np.asarray(slope_rev), np.asarray(expected), rtol=2e-5)
     np.testing.assert_allclose(np.asarray(slope_fwd), np.asarray(slope_rev), rtol=1e-12)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(0.5, 14.0), st.floats(0.0, 1.0))
+@example(14.0, 1.0)
+@example(0.5, 0.0)
+def test_hermite_grid_matches_the_series(w0, q):
+    """The quintic Hermite grid (used by the fits) reproduces the Chebyshev series of W and
+    M(<r), and their derivatives in W0, g and r, far below the emulator's own error."""
+    g = float(q * emu.g_hi(w0))
+    series = emu._emulate(TABLE, w0, g)
+    rt = float(series.rt)
+    r = jnp.asarray(np.concatenate([[0.0, 5e-4, 1e-3, 0.999999 * rt],
+                                    np.geomspace(2e-3, 0.999 * rt, 40)]))
+
+    def state(model_fn, params):
+        m = model_fn(*params)
+        return jnp.stack(m._state(r * m.rt / rt))
+
+    exact_fn = lambda a, b: emu._emulate(TABLE, a, b)  # noqa: E731
+    grid_fn = lambda a, b: emu._emulate(TABLE, a, b).gridded()  # noqa: E731
+    a = state(exact_fn, (w0, g))
+    b = state(grid_fn, (w0, g))
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-7, atol=1e-12 * w0)
+    ja = jax.jacfwd(lambda p: state(exact_fn, p))(jnp.array([w0, g]))
+    jb = jax.jacrev(lambda p: state(grid_fn, p))(jnp.array([w0, g]))
+    ja, jb = np.asarray(ja), np.asarray(jb)  # (W or GM, radius, parameter)
+    scale = np.max(np.abs(ja), axis=1, keepdims=True)
+    assert np.all(np.abs(jb - ja) <= 2e-6 * scale), np.max(np.abs(jb - ja) / scale)
+    slope_a = jax.vmap(jax.grad(lambda x: series._state(x)[0]))(r[1:-1])
+    slope_b = jax.vmap(jax.grad(lambda x: series.gridded()._state(x)[0]))(r[1:-1])
+    np.testing.assert_allclose(np.asarray(slope_b), np.asarray(slope_a), rtol=1e-4,
+                               atol=1e-9 * w0)
 
 
 def test_gradient_is_continuous_across_a_cell_boundary():

@@ -53,6 +53,7 @@ from dastro.inference.cli_fit import default_mock, run_fit_cluster
 from dastro.inference.models import (
     _check_config,
     _edge_log10,
+    _los_edge_map,
     _selection_log_norm,
     cluster_sites,
 )
@@ -745,6 +746,20 @@ def test_edge_reparameterisation_keeps_the_uniform_prior(ln_edge, low, span):
     slope = jax.vmap(jax.grad(lambda e: one(e)[0]))(mid)
     np.testing.assert_allclose(np.log(np.asarray(slope)), np.asarray(log_jac[2000:6001:200]),
                                rtol=0, atol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.floats(0.0, 4.5), st.floats(-0.999, 0.999))
+def test_line_of_sight_edge_map_is_an_odd_bijection_with_its_jacobian(h, s):
+    """u(s) is odd and increasing on (-1, 1), 1 - u^2 = (1 - s^2)^(1/(h+1)), and the returned
+    log du/ds is the derivative's log (autodiff)."""
+    u, log_du = _los_edge_map(jnp.asarray(s), h)
+    u_neg, _ = _los_edge_map(jnp.asarray(-s), h)
+    assert float(u_neg) == pytest.approx(-float(u), abs=1e-15)
+    assert 1.0 - float(u) ** 2 == pytest.approx((1.0 - s * s) ** (1.0 / (h + 1.0)), rel=1e-10)
+    slope = jax.grad(lambda x: _los_edge_map(x, h)[0])(jnp.asarray(s))
+    assert float(slope) > 0
+    assert float(log_du) == pytest.approx(math.log(float(slope)), abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- 8. normalisation

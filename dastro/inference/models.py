@@ -22,12 +22,15 @@ so the posterior is smooth. Anisotropic fits solve the exact model (:func:`dastr
 differentiable through diffrax) at every step instead.
 
 Per star (latent coordinates, the hierarchical approach):
-- z, the line-of-sight position, as z = z_e u with u ~ U(-1, 1) and z_e = sqrt(r_e^2 - R^2),
-  r_e the radius where the star's observed speed equals the escape speed (rt without
-  velocities): the segment of the line of sight where the DF is non-zero is mapped onto the
-  real line by numpyro's transform of u, so no proposal ever leaves it. Together with the
-  edge reparameterisation of M and rh (:func:`cluster_scale`), which keeps every star bound
-  at its projected radius, the posterior has no hard walls. Skipped when the catalogue has z.
+- z, the line-of-sight position, as z = z_e u(s) with s ~ U(-1, 1) (site ``u_los``),
+  z_e = sqrt(r_e^2 - R^2), r_e the radius where the star's observed speed equals the escape
+  speed (rt without velocities), and 1 - u^2 = (1 - s^2)^(1/(h+1)) (h = g + k/2, k missing
+  velocity components; :func:`_los_edge_map`): the segment of the line of sight where the DF
+  is non-zero is mapped onto the real line by numpyro's transform of s, so no proposal ever
+  leaves it, and the DF's fall to zero at the segment's ends, (1 - |u|)^h, is absorbed.
+  Together with the edge reparameterisation of M and rh (:func:`cluster_scale`), which keeps
+  every star bound at its projected radius, the posterior has no hard walls. Skipped when the
+  catalogue has z.
 - true coordinates, where a component has a non-zero error: non-centred,
   c_true = c_obs - err * eps with eps ~ N(0, 1); the Gaussian measurement density is then
   exactly the prior of eps.
@@ -212,7 +215,7 @@ def cluster_shape(config: FitConfig, data: StarData):
         else:
             values[name] = jnp.zeros(())
     if not config.anisotropic:
-        return _emulate(load_table(), W0, g), values
+        return _emulate(load_table(), W0, g).gridded(), values
     log10_ra = numpyro.sample("log10_ra", dist.Uniform(*pr.log10_ra))
     values["ra"] = numpyro.deterministic("ra", 10.0**log10_ra)
     model = solve(W0, g, values["ra"])
@@ -297,6 +300,27 @@ def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
     model = shape_model.scale(M, rh=rh)
     numpyro.deterministic("rt", model.rt)
     return model, (None if r_star is None else w_star)
+
+
+def _los_edge_map(s, h):
+    """u = s sqrt(F(s^2) / s^2), F(y) = 1 - (1 - y)^a, a = 1 / (h + 1), and log du/ds.
+
+    A smooth, odd bijection of (-1, 1) with 1 - u^2 = (1 - s^2)^a. A star's density along
+    its line-of-sight segment falls to zero at the ends like (1 - |u|)^h, h = g + k/2 for
+    k unobserved velocity components (E_h(x) ~ x^h), so in s it is flat there: the shape of
+    the latent's tails no longer depends on g (a funnel-like coupling of g with every
+    star's latent z, in the plain u).
+    """
+    a = 1.0 / (h + 1.0)
+    y = jnp.minimum(s * s, 1.0 - 2.0**-53)  # s rounds to +-1 far out on numpyro's real line
+    log1m = jnp.log1p(-y)
+    small = y < 1e-6
+    y_safe = jnp.where(small, 1.0, y)
+    ratio = jnp.where(small, a * (1.0 + 0.5 * (1.0 - a) * y), -jnp.expm1(a * log1m) / y_safe)
+    u = s * jnp.sqrt(ratio)
+    # du/ds = F'(y) / sqrt(F(y) / y), F'(y) = a (1 - y)^(a - 1)
+    log_du = jnp.log(a) + (a - 1.0) * log1m - 0.5 * jnp.log(ratio)
+    return u, log_du
 
 
 def _hermite_rule(n_nodes: int):
@@ -453,9 +477,12 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
         inside = ze2 > 0
         ze = jnp.sqrt(jnp.where(inside, ze2, 1.0))
         with numpyro.plate("stars_z", n):
-            u = numpyro.sample("u_los", dist.Uniform(-1.0, 1.0))
+            s_los = numpyro.sample("u_los", dist.Uniform(-1.0, 1.0))
+        n_obs = sum(getattr(data, "has_" + c).astype(float) for c in ("vx", "vy", "vz"))
+        u, log_du = _los_edge_map(s_los, shape_model.g + 0.5 * (3.0 - n_obs))
         Z = ze * u
-        log_jac_z = jnp.where(inside, jnp.log(ze), -jnp.inf)  # dz = z_e du; u's density 1/2
+        # dz = z_e du/ds ds; s's density 1/2
+        log_jac_z = jnp.where(inside, jnp.log(ze) + log_du, -jnp.inf)
     else:
         Z = jnp.asarray(data.z)
         log_jac_z = jnp.zeros(n)
