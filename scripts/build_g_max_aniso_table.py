@@ -10,9 +10,9 @@ those models are far larger than any star cluster. The tables:
 1. the box edge in anisotropy, s_max(W0), with s = 1 / (1 + log10(ra / r0)) (s = 0 isotropic,
    s = 1 at ra = r0). Radially anisotropic models with small ra are finite only for small g, and
    for large W0 not at all (g_max(14, ra = 30 r0) = 0). At each W0 node the script finds
-   s_crit(W0), where g_max(W0, s) falls to G_FLOOR = 0.15, by bisection in s to 2e-3, and
-   stores s_max = min(1, s_crit - 0.02): the emulator then covers ra down to r0 where
-   the family allows it and keeps g_max >= ~0.15 everywhere in its box (so the g range
+   s_crit(W0), where g_max(W0, s) falls to G_FLOOR (emulator_aniso; 0.8), by bisection in s
+   to 2e-3, and stores s_max = min(1, s_crit - 0.02): the emulator then covers ra down to r0 where
+   the family allows it and keeps g_max >= ~G_FLOOR everywhere in its box (so the g range
    0 <= g <= g_max - 0.05 is never empty). s_max(W0) is the monotone cubic through the nodes.
 2. g_max on the grid (W0, u), u = s / s_max(W0) in [0, 1] (u = 0: isotropic, by the same
    criterion, so g_max is smooth in u), interpolated by the emulator with a C1

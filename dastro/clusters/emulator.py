@@ -10,8 +10,8 @@ are closed-form functions of the potential W (``moments.py``), so per model the 
 The nodes are tabulated on a grid of (W0, q), q = ln(1 - g/g_max) / ln(0.05/g_max) with
 g_max(W0) the shipped isotropic edge of the family (``solver.g_max_isotropic``), so the validity
 box is a rectangle: 0.5 <= W0 <= 14 and 0 <= g <= g_max(W0) - 0.05. Along W0
-and q the emulator is a tensor-product cubic spline (interpax bicubic Hermite with not-a-knot
-spline derivatives from the build script): C2 inside grid cells and C1 across them; along
+and q the emulator is a tensor-product cubic spline (bicubic Hermite patches with interpax's
+not-a-knot spline derivatives, ``uniform_grid.py``): C2 inside grid cells and C1 across them; along
 tau it is the Chebyshev interpolant, analytic. Outside the box, ``emulate`` raises a
 ValueError; under jit the model is flagged (``valid`` False, NaN outputs).
 
@@ -46,6 +46,7 @@ from dastro.clusters.solver import (
     _is_concrete,
     g_max_isotropic,
 )
+from dastro.clusters.uniform_grid import UniformAxis, bicubic_hermite, bicubic_stack, uniform_axis
 
 TABLE_NAME = "limepy_iso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
@@ -161,19 +162,26 @@ def save_table(path: Path, arrays: dict, meta: dict) -> None:
 
 
 class EmulatorTable(eqx.Module):
-    """The loaded table: node grids and the bicubic interpolant over (W0, q)."""
+    """The loaded table: node grids and the bicubic spline over (W0, q) (values and slopes
+    per cell width stacked, see :func:`uniform_grid.bicubic_stack`)."""
 
     w0_nodes: jax.Array
     q_nodes: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
-    rows: interpax.Interpolator2D
+    stack: jax.Array  # (n_W0, n_q, 4, row length)
+    w0_axis: UniformAxis = eqx.field(static=True)
+    q_axis: UniformAxis = eqx.field(static=True)
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
 
     @property
     def metadata(self) -> dict:
         return json.loads(self.meta)
+
+    def rows(self, W0, q):
+        """The interpolated table row at scalar (W0, q) (clipped to the grid)."""
+        return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
 
 
 def _table_error(path, what):
@@ -183,17 +191,18 @@ def _table_error(path, what):
     )
 
 
-def _bicubic(x, y, f) -> interpax.Interpolator2D:
-    """Tensor-product not-a-knot cubic spline through f[x, y, ...] as a bicubic Hermite patch.
+def _bicubic_stack(x, y, f, x_axis, y_axis) -> np.ndarray:
+    """Tensor-product not-a-knot cubic spline through f[x, y, ...] as bicubic Hermite data.
 
     The knot derivatives come from 1D not-a-knot splines (interpax.CubicSpline) along each
-    axis; that is exactly the tensor-product spline, C2 inside cells and across them.
+    axis; with them the bicubic Hermite patches are exactly the tensor-product spline, C2
+    inside cells and across them.
     """
     x, y, f = jnp.asarray(x), jnp.asarray(y), jnp.asarray(f)
     fx = interpax.CubicSpline(x, f, axis=0, bc_type="not-a-knot")(x, 1)
     fy = interpax.CubicSpline(y, f, axis=1, bc_type="not-a-knot")(y, 1)
     fxy = interpax.CubicSpline(y, fx, axis=1, bc_type="not-a-knot")(y, 1)
-    return interpax.Interpolator2D(x, y, f, method="cubic", fx=fx, fy=fy, fxy=fxy)
+    return bicubic_stack(f, fx, fy, fxy, x_axis, y_axis)
 
 
 @functools.lru_cache(maxsize=4)
@@ -224,7 +233,12 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     if arrays["f"].shape[-1] != 4 * n_tau + N_SCALARS:
         raise _table_error(path, f"rows have {arrays['f'].shape[-1]} values, expected "
                                  f"{4 * n_tau + N_SCALARS}")
-    rows = _bicubic(arrays["w0_nodes"], arrays["q_nodes"], arrays["f"])
+    try:
+        axes = (uniform_axis("W0", arrays["w0_nodes"]), uniform_axis("q", arrays["q_nodes"]))
+    except ValueError as err:
+        raise _table_error(path, str(err)) from None
+    with jax.ensure_compile_time_eval():  # the first call may come inside a trace
+        stack = _bicubic_stack(arrays["w0_nodes"], arrays["q_nodes"], arrays["f"], *axes)
     g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
@@ -232,7 +246,8 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     return EmulatorTable(
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
-        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)), rows=rows,
+        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
+        stack=jnp.asarray(stack), w0_axis=axes[0], q_axis=axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
 

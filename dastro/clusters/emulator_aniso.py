@@ -18,8 +18,10 @@ models with small ra are finite only for small g, and at large W0 not at all (g_
 is the edge of models with rt < 1e6 r0 (the first g at which rt exceeds 1e6 r0, diverges or
 stops rising; away from the cliff this is solver.find_g_max to ~1e-4). The box is
     0.5 <= W0 <= 14,   ra >= ra_min(W0)  (s <= s_max(W0)),   0 <= g <= g_max(W0, ra) - 0.05,
-with s_max(W0) = min(1, s_crit(W0) - 0.02) and s_crit where g_max(W0, s) = 0.15: ra_min = r0
-for small W0, rising steeply at larger W0 (:func:`ra_min`). Both s_max(W0) and g_max(W0, s)
+with s_max(W0) = min(1, s_crit(W0) - 0.02) and s_crit where g_max(W0, s) = G_FLOOR = 0.8:
+ra_min = r0 for small W0, rising steeply at larger W0 (:func:`ra_min`). Closer to the cliff
+(g_max < 0.8) the models change too fast with ra for this table: a first slice that went down
+to g_max = 0.15 had errors of 10 % there. Both s_max(W0) and g_max(W0, s)
 come from ``dastro/data/g_max_aniso.npz`` (``scripts/build_g_max_aniso_table.py``). The table
 grid is a rectangle in (W0, q, u) with u = s / s_max(W0) and, as in the isotropic emulator,
 q = ln(1 - g / g_max) / ln(0.05 / g_max).
@@ -73,8 +75,9 @@ TABLE_NAME = "limepy_aniso_table.npz"
 TABLE_VERSION = 1
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
 G_MAX_TABLE_VERSION = 1
-#: The box in s stops where g_max(W0, s) has fallen to about this value.
-G_FLOOR = 0.15
+#: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
+#: (g_max -> 0 as ra falls) the models change too fast with ra for the table (rt ~ 1e5 r0).
+G_FLOOR = 0.8
 N_SCALARS = 7
 N_SERIES = 6  # W, ln GM, Sigma, Sigma v2p, Sigma v2R, Sigma v2T
 #: Below this s (ra > 1e99 r0) the model is isotropic to double precision.
@@ -471,7 +474,7 @@ def emulate_aniso(W0, g=1.0, ra=None, *, table: AnisoTable | None = None):
             raise ValueError(
                 f"ra = {float(ra):g} is outside the emulator box at W0 = {float(W0):g}: ra must "
                 f"be >= ra_min(W0) = {float(ra_min(W0)):.6g} r0 (more anisotropic models are "
-                "finite only for g < ~0.15, or not at all); use dastro.clusters.solve")
+                f"finite only for g < ~{G_FLOOR}, or not at all); use dastro.clusters.solve")
         edge = float(g_hi_aniso(W0, ra))
         raise ValueError(f"g = {float(g):g} is outside the emulator box at W0 = {float(W0):g}, "
                          f"ra = {float(ra):g}: g must be <= g_max(W0, ra) - {G_MARGIN} = "

@@ -44,6 +44,7 @@ import optimistix as optx
 import quadax
 
 from dastro.clusters.moments import density_integral, second_moment_integrals
+from dastro.clusters.uniform_grid import cubic_hermite
 from dastro.constants import G_CLUSTER
 
 #: Gravitational constant in model units (astro-limepy's convention; rho0 = r0 = s = 1).
@@ -794,7 +795,12 @@ def _g_max_table():
     if not path.is_file():
         return None
     with np.load(path) as data:
-        return np.asarray(data["W0"]), np.asarray(data["g_max"])
+        w0_nodes, g_nodes = np.asarray(data["W0"], float), np.asarray(data["g_max"], float)
+    # monotone cubic (interpax's slopes, computed once), evaluated by uniform_grid
+    with jax.ensure_compile_time_eval():  # the first call may come inside a trace
+        slopes = np.asarray(interpax.approx_df(jnp.asarray(w0_nodes), jnp.asarray(g_nodes),
+                                               method="monotonic", axis=0))
+    return w0_nodes, g_nodes, slopes
 
 
 def g_max_isotropic(W0) -> jax.Array:
@@ -809,9 +815,8 @@ def g_max_isotropic(W0) -> jax.Array:
             f"{_DATA / G_MAX_TABLE} is missing; rebuild it with "
             "`python scripts/build_g_max_table.py`"
         )
-    w0_nodes, g_nodes = table
-    W0 = jnp.clip(jnp.asarray(W0, float), w0_nodes[0], w0_nodes[-1])
-    return interpax.interp1d(W0, jnp.asarray(w0_nodes), jnp.asarray(g_nodes), method="monotonic")
+    w0_nodes, g_nodes, slopes = table
+    return cubic_hermite(W0, w0_nodes, g_nodes, slopes)
 
 
 def g_max(W0, ra=None) -> float:

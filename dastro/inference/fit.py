@@ -120,7 +120,9 @@ def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_sam
                     progress_bar=progress)
         mcmc.run(jax.random.PRNGKey(seed), *args,
                  extra_fields=("num_steps", "energy", "diverging"), **kwargs)
-        idata = az.from_numpyro(mcmc)
+        # no log_likelihood group: ArviZ would re-run the whole model for every draw (its
+        # only observed site is the catalogue's factor), which took longer than a short fit
+        idata = az.from_numpyro(mcmc, log_likelihood=False)
     elif sampler == "blackjax":
         idata = _run_blackjax(model, args, kwargs, init, num_warmup, num_samples, num_chains,
                               seed, target_accept, depths)

@@ -1,0 +1,84 @@
+"""Cubic and bicubic Hermite interpolation (dastro.clusters.uniform_grid)."""
+
+import interpax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dastro.clusters import solver
+from dastro.clusters.uniform_grid import (
+    bicubic_hermite,
+    bicubic_stack,
+    cubic_hermite,
+    uniform_axis,
+)
+
+coef = st.floats(-3.0, 3.0, allow_nan=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(coef, min_size=4, max_size=4), st.floats(-1.0, 2.5))
+def test_cubic_hermite_is_exact_for_cubics_on_uneven_nodes(c, x):
+    nodes = np.array([-1.0, -0.7, 0.1, 0.2, 1.3, 2.5])
+    poly = np.polynomial.Polynomial(c)
+    value = cubic_hermite(x, nodes, poly(nodes), poly.deriv()(nodes))
+    assert float(value) == pytest.approx(poly(x), abs=1e-12 * (1 + sum(map(abs, c))))
+    slope = jax.grad(lambda t: cubic_hermite(t, nodes, poly(nodes), poly.deriv()(nodes)))(x)
+    assert float(slope) == pytest.approx(poly.deriv()(x), abs=1e-10 * (1 + sum(map(abs, c))))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(coef, min_size=16, max_size=16), st.floats(0.0, 1.5), st.floats(-2.0, 1.0))
+def test_bicubic_hermite_is_exact_for_bicubics(c, x, y):
+    a = np.asarray(c).reshape(4, 4)  # p(x, y) = sum a[i, j] x^i y^j
+
+    def mono(t, i, d):  # d-th derivative of t^i
+        t = np.asarray(t, float)
+        return 0.0 * t if d > i else np.prod(np.arange(i - d + 1, i + 1)) * t ** (i - d)
+
+    def p(x, y, dx=0, dy=0):
+        return sum(a[i, j] * mono(x, i, dx) * mono(y, j, dy)
+                   for i in range(4) for j in range(4))
+
+    xn, yn = np.linspace(0.0, 1.5, 7), np.linspace(-2.0, 1.0, 5)
+    X, Y = np.meshgrid(xn, yn, indexing="ij")
+    ax, ay = uniform_axis("x", xn), uniform_axis("y", yn)
+    stack = bicubic_stack(p(X, Y), p(X, Y, 1), p(X, Y, 0, 1), p(X, Y, 1, 1), ax, ay)
+    scale = 1 + np.abs(a).sum() * 10
+    assert float(bicubic_hermite(x, y, ax, ay, stack)) == pytest.approx(
+        float(p(x, y)), abs=1e-12 * scale)
+    grad = jax.grad(lambda s, t: bicubic_hermite(s, t, ax, ay, stack), (0, 1))(x, y)
+    np.testing.assert_allclose(np.asarray(grad), [p(x, y, 1), p(x, y, 0, 1)],
+                               atol=1e-10 * scale)
+
+
+def test_bicubic_hermite_matches_interpax_with_the_same_slopes():
+    rng = np.random.default_rng(3)
+    xn, yn = np.linspace(0.5, 14.0, 12), np.linspace(0.0, 1.0, 9)
+    f = rng.normal(size=(12, 9, 5))
+    fx, fy, fxy = (rng.normal(size=f.shape) for _ in range(3))
+    ref = interpax.Interpolator2D(jnp.asarray(xn), jnp.asarray(yn), jnp.asarray(f),
+                                  method="cubic", fx=fx, fy=fy, fxy=fxy)
+    ax, ay = uniform_axis("W0", xn), uniform_axis("q", yn)
+    stack = bicubic_stack(f, fx, fy, fxy, ax, ay)
+    for x, y in zip(rng.uniform(0.5, 14.0, 20), rng.uniform(0.0, 1.0, 20), strict=True):
+        np.testing.assert_allclose(np.asarray(bicubic_hermite(x, y, ax, ay, stack)),
+                                   np.asarray(ref(x, y)), rtol=1e-12, atol=1e-12)
+
+
+def test_g_max_isotropic_is_interpax_monotone_cubic():
+    with np.load(solver._DATA / solver.G_MAX_TABLE) as data:
+        w0, g = data["W0"], data["g_max"]
+    x = np.random.default_rng(0).uniform(w0[0], w0[-1], 200)
+    ref = interpax.interp1d(jnp.asarray(x), jnp.asarray(w0), jnp.asarray(g), method="monotonic")
+    np.testing.assert_allclose(np.asarray(solver.g_max_isotropic(x)), np.asarray(ref),
+                               rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("nodes", [[0.0, 1.0, 3.0], [1.0], [2.0, 1.0, 0.0], [[0.0, 1.0]]])
+def test_uniform_axis_rejects_bad_nodes(nodes):
+    with pytest.raises(ValueError, match="grid nodes"):
+        uniform_axis("grid", nodes)
