@@ -46,7 +46,13 @@ from dastro.clusters.solver import (
     _is_concrete,
     g_max_isotropic,
 )
-from dastro.clusters.uniform_grid import UniformAxis, bicubic_hermite, bicubic_stack, uniform_axis
+from dastro.clusters.uniform_grid import (
+    UniformAxis,
+    bicubic_hermite,
+    bicubic_stack,
+    matmul_constant,
+    uniform_axis,
+)
 
 TABLE_NAME = "limepy_iso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
@@ -169,7 +175,11 @@ class EmulatorTable(eqx.Module):
     q_nodes: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
-    stack: jax.Array  # (n_W0, n_q, 4, row length)
+    # (n_W0, n_q, 4, values): [W, ln GM, scalars] and [ln Sigma, ln Sv2] parts of the rows,
+    # apart so that a program that never reads the projected profiles (a star fit) does not
+    # carry their half of the table as a compile-time constant
+    stack_state: jax.Array
+    stack_projected: jax.Array
     w0_axis: UniformAxis = eqx.field(static=True)
     q_axis: UniformAxis = eqx.field(static=True)
     n_tau: int = eqx.field(static=True)
@@ -180,8 +190,12 @@ class EmulatorTable(eqx.Module):
         return json.loads(self.meta)
 
     def rows(self, W0, q):
-        """The interpolated table row at scalar (W0, q) (clipped to the grid)."""
-        return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
+        """The interpolated table row at scalar (W0, q) (clipped to the grid), in the layout
+        of :func:`unpack`."""
+        state, projected = (bicubic_hermite(W0, q, self.w0_axis, self.q_axis, stack)
+                            for stack in (self.stack_state, self.stack_projected))
+        n = 2 * self.n_tau
+        return jnp.concatenate([state[..., :n], projected, state[..., n:]], axis=-1)
 
 
 def _table_error(path, what):
@@ -247,7 +261,10 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
         cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
-        stack=jnp.asarray(stack), w0_axis=axes[0], q_axis=axes[1],
+        stack_state=jnp.asarray(np.concatenate([stack[..., :2 * n_tau], stack[..., 4 * n_tau:]],
+                                               axis=-1)),
+        stack_projected=jnp.asarray(stack[..., 2 * n_tau:4 * n_tau]), w0_axis=axes[0],
+        q_axis=axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
 
@@ -430,7 +447,8 @@ def _grid_matrix(n_coef: int, n_grid: int) -> np.ndarray:
 def _gridded(model: EmulatedLoweredIsothermal, n_grid: int = N_GRID):
     fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
     coef = jnp.stack([model.w_coef, model.ln_gm_coef], axis=-2)  # (..., 2, n_coef)
-    grid = coef @ jnp.asarray(_grid_matrix(coef.shape[-1], n_grid))
+    matrix = _grid_matrix(coef.shape[-1], n_grid)
+    grid = matmul_constant(coef, jnp.asarray(matrix), jnp.asarray(np.ascontiguousarray(matrix.T)))
     grid = grid.reshape(grid.shape[:-1] + (3, n_grid))
     return GriddedEmulatedLoweredIsothermal(**fields, grid=grid)
 
@@ -452,8 +470,11 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & (g >= 0.0) & (g <= gm - G_MARGIN)
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
     row = table.rows(w_in, q_in)
-    w_nodes, ln_gm_nodes, ln_sigma, ln_sv2, scalars = unpack(row, table.n_tau)
+    n = table.n_tau
+    scalars = row[4 * n:]
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_rhp = (scalars[i] for i in range(N_SCALARS))
+    # node values -> Chebyshev coefficients of the four series, one product
+    coef = matmul_constant(row[:4 * n].reshape(4, n), table.cheb_matrix.T, table.cheb_matrix)
     k = jnp.exp(ln_k)
     one = jnp.ones_like(W0)
     return EmulatedLoweredIsothermal(
@@ -461,10 +482,8 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
         gm_model=jnp.exp(ln_gm), U_model=-jnp.exp(ln_mu), K_model=k, Kr_model=k / 3.0,
         rh_model=jnp.exp(ln_rh), rho0_integral=_central_density_integral(w_in, g_in),
         length_unit=one,
-        mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp),
-        **{name: values @ table.cheb_matrix.T for name, values in (
-            ("w_coef", w_nodes), ("ln_gm_coef", ln_gm_nodes), ("ln_sigma_coef", ln_sigma),
-            ("ln_sv2_coef", ln_sv2))},
+        mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp), w_coef=coef[0],
+        ln_gm_coef=coef[1], ln_sigma_coef=coef[2], ln_sv2_coef=coef[3],
     )
 
 
