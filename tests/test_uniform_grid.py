@@ -82,3 +82,23 @@ def test_g_max_isotropic_is_interpax_monotone_cubic():
 def test_uniform_axis_rejects_bad_nodes(nodes):
     with pytest.raises(ValueError, match="grid nodes"):
         uniform_axis("grid", nodes)
+
+
+def test_matmul_constant_value_and_derivatives_are_the_plain_product():
+    from dastro.clusters.uniform_grid import matmul_constant
+
+    rng = np.random.default_rng(1)
+    m = rng.normal(size=(6, 9))
+    x = jnp.asarray(rng.normal(size=(2, 6)))
+    mj, mtj = jnp.asarray(m), jnp.asarray(np.ascontiguousarray(m.T))
+    ct = jnp.asarray(rng.normal(size=(2, 9)))
+
+    def loss(f):
+        return lambda x: jnp.sum(ct * f(x))
+
+    np.testing.assert_allclose(matmul_constant(x, mj, mtj), x @ m, rtol=1e-13)
+    np.testing.assert_allclose(jax.grad(loss(lambda x: matmul_constant(x, mj, mtj)))(x),
+                               jax.grad(loss(lambda x: x @ mj))(x), rtol=1e-13)
+    dx = jnp.ones_like(x)
+    np.testing.assert_allclose(jax.jvp(lambda x: matmul_constant(x, mj, mtj), (x,), (dx,))[1],
+                               dx @ m, rtol=1e-13)
