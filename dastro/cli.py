@@ -192,8 +192,8 @@ def _run_demo(args) -> int:
     print("dastro demo: NUTS fit of a lowered-isothermal model (emulator) to a mock cluster "
           "of 200 stars\n(sky units, proper motions and some line-of-sight velocities with "
           "errors, unknown centre).\nThe full command is `dastro fit-cluster [CATALOG]`.\n")
-    return run_fit_cluster(["--n-stars", "200", "--chains", "2", "--warmup", "250",
-                            "--samples", "250", "--outdir", str(args.outdir),
+    return run_fit_cluster(["--n-stars", "200", "--chains", "2", "--warmup", "500",
+                            "--samples", "300", "--outdir", str(args.outdir),
                             "--name", "demo"] + (["--no-progress"] if args.no_progress
                                                  else []))
 
