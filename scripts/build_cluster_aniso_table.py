@@ -1,10 +1,12 @@
 """Build dastro/data/limepy_aniso_table.npz: the anisotropic lowered-isothermal emulator table.
 
 Needs dastro/data/g_max_aniso.npz (scripts/build_g_max_aniso_table.py). For every node of a
-uniform (W0, q, u) grid -- u = s / s_max(W0), s = 1 / (1 + log10 ra), and
-g = g_max(W0, u) (1 - (0.05 / g_max)^q) (see emulator_aniso.py) -- the exact solver
-(dastro.clusters.solver, rtol 1e-12) is run with that ra (u = 0: ra = inf, isotropic) and
-stored, as float32:
+uniform (x, w, v) grid -- x = sqrt(W0), q = w / (1 + Q_C (1 - w)),
+u = s / s_max(W0) = sin(V_A v) / sin(V_A),
+s = 1 / (1 + log10 ra), and g = g_max(W0, u) (1 - (0.05 / g_max)^q) (see emulator_aniso.py)
+-- the exact solver (dastro.clusters.solver, rtol 1e-12) is run with that ra (u = 0: ra = inf,
+isotropic) and stored, as float64 (float32 rounding of ln rt alone is ~1e-6 relative in rt,
+~1e-4 in W at 0.99 rt):
 - W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in);
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, regularised
   at the edge (emulator_aniso.pack);
@@ -13,8 +15,8 @@ The file's metadata records the grid, the dastro version, SHA-256 of the arrays 
 g_max table, the build time and the emulator's accuracy against the exact solver on random
 off-grid draws (emulator_aniso.measure_accuracy).
 
-Run:  python scripts/build_cluster_aniso_table.py [--n-w0 N] [--n-q N] [--n-u N] [--n-tau N]
-      [--check N]   (the default grid takes about 20 min on one core, 0.13 s per model)
+Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
+      [--check N]   (the default grid takes about 25 min on one core, 0.14 s per model)
 """
 
 from __future__ import annotations
@@ -47,36 +49,45 @@ def _node_quantities(model, tau_nodes):
                    r / jnp.exp(ln_rt))
 
 
-def build(n_w0: int, n_q: int, n_u: int, n_tau: int, n_check: int, seed: int = 0,
-          out: Path = OUT, dtype: str = "float32"):
+def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
+          out: Path = OUT, dtype: str = "float64"):
     t_start = time.time()
-    w0_nodes = np.linspace(emu.W0_MIN, emu.W0_MAX, n_w0)
-    q_nodes = emu.q_nodes(n_q)
-    u_nodes = np.linspace(0.0, 1.0, n_u)
+    x_nodes = np.linspace(np.sqrt(emu.W0_MIN), np.sqrt(emu.W0_MAX), n_x)
+    w_nodes = np.linspace(0.0, 1.0, n_q)
+    q_nodes = np.asarray(ea.q_from_w(w_nodes))
+    v_nodes = np.linspace(0.0, 1.0, n_v)
     tau_nodes = emu.chebyshev_nodes(n_tau)
     tau = jnp.asarray(tau_nodes)
+    gtab = ea._g_max_table()
+    gx = gtab.x_axis[0] + gtab.x_axis[1] * np.arange(gtab.x_axis[2])
+    gv = gtab.v_axis[0] + gtab.v_axis[1] * np.arange(gtab.v_axis[2])
+    if not (np.all(np.min(np.abs(gx[:, None] - x_nodes), axis=1) < 1e-12)
+            and np.all(np.min(np.abs(gv[:, None] - v_nodes), axis=1) < 1e-12)):
+        print("warning: the g_max table's nodes are not nodes of this grid: the map q -> g "
+              "then has kinks inside table cells")
 
     @jax.jit
-    def row_batch(w0, u):
-        """Rows of the n_q models at one (W0, u) node."""
-        s = u * ea.s_max(w0)
+    def row_batch(x, v):
+        """Rows of the n_q models at one (x, v) node."""
+        w0 = x**2
+        s = ea.u_from_v_jnp(v) * ea.s_max(w0)
         ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
-        g = ea.g_from_q_u(jnp.asarray(q_nodes), w0, u)
+        g = emu.g_from_q(jnp.asarray(q_nodes), ea._g_max_xv(x, v))
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
         return jax.vmap(lambda m: _node_quantities(m, tau))(models), models.valid, g
 
-    f = np.zeros((n_w0, n_q, n_u, ea.N_SERIES * n_tau + ea.N_SCALARS), dtype=dtype)
-    g_nodes = np.zeros((n_w0, n_q, n_u))
-    nodes = [(i, k) for i in range(n_w0) for k in range(n_u)]
-    for i, k in tqdm(nodes, desc="solving (W0, u) nodes"):
-        rows, valid, g = row_batch(jnp.asarray(w0_nodes[i]), jnp.asarray(u_nodes[k]))
+    f = np.zeros((n_x, n_q, n_v, ea.N_SERIES * n_tau + ea.N_SCALARS), dtype=dtype)
+    g_nodes = np.zeros((n_x, n_q, n_v))
+    nodes = [(i, k) for i in range(n_x) for k in range(n_v)]
+    for i, k in tqdm(nodes, desc="solving (x, v) nodes"):
+        rows, valid, g = row_batch(jnp.asarray(x_nodes[i]), jnp.asarray(v_nodes[k]))
         rows = np.asarray(rows)
         if not bool(jnp.all(valid)) or not np.all(np.isfinite(rows)):
-            raise RuntimeError(f"invalid model in the table at W0={w0_nodes[i]}, "
-                               f"u={u_nodes[k]}: g={np.asarray(g)}, valid={np.asarray(valid)}")
+            raise RuntimeError(f"invalid model in the table at W0={x_nodes[i]**2}, "
+                               f"v={v_nodes[k]}: g={np.asarray(g)}, valid={np.asarray(valid)}")
         f[i, :, k] = rows
         g_nodes[i, :, k] = np.asarray(g)
-    arrays = {"w0_nodes": w0_nodes, "q_nodes": q_nodes, "u_nodes": u_nodes,
+    arrays = {"x_nodes": x_nodes, "w_nodes": w_nodes, "v_nodes": v_nodes,
               "tau_nodes": tau_nodes, "f": f}
     f64 = f.astype(np.float64)
     meta = ea.make_metadata(arrays, n_tau=n_tau, build_seconds=round(time.time() - t_start),
@@ -108,11 +119,11 @@ def check(path: Path, n_check: int, seed: int = 0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-w0", type=int, default=41)
-    parser.add_argument("--n-q", type=int, default=17)
-    parser.add_argument("--n-u", type=int, default=13)
+    parser.add_argument("--n-x", type=int, default=61, help="nodes in x = sqrt(W0)")
+    parser.add_argument("--n-q", type=int, default=15, help="nodes in w (of q)")
+    parser.add_argument("--n-v", type=int, default=13, help="nodes in v (u = s / s_max(W0))")
     parser.add_argument("--n-tau", type=int, default=64)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", type=int, default=300,
                         help="random draws for the stored accuracy table")
@@ -122,7 +133,7 @@ def main():
     if args.check_only:
         check(args.out, args.check)
         return
-    build(args.n_w0, args.n_q, args.n_u, args.n_tau, args.check, out=args.out,
+    build(args.n_x, args.n_q, args.n_v, args.n_tau, args.check, out=args.out,
           dtype=args.dtype)
 
 

@@ -1,31 +1,31 @@
 """Build dastro/data/g_max_aniso.npz: the edge of the anisotropic model family in (W0, ra).
 
-Two tables of the edge of the finite family, g_max(W0, ra): here the first g at which rt(g)
+The table of the edge of the finite family, g_max(W0, ra): here the first g at which rt(g)
 exceeds 1e6 r0, diverges or stops rising (past the first pole of rt(g) the ODE can reach W = 0
 again, in "islands"). Far from the cliff in ra below, this is solver.find_g_max to ~1e-4 (the
 pole is steep); near it, where even g = 0 models have rt ~ 1e5 - 1e9 r0, the 1e6 r0 cap makes
 the box smaller than find_g_max's family (e.g. W0 = 7, ra = 3 r0: 0.016 instead of 0.193):
-those models are far larger than any star cluster. The tables:
+those models are far larger than any star cluster.
 
-1. the box edge in anisotropy, s_max(W0), with s = 1 / (1 + log10(ra / r0)) (s = 0 isotropic,
-   s = 1 at ra = r0). Radially anisotropic models with small ra are finite only for small g, and
-   for large W0 not at all (g_max(14, ra = 30 r0) = 0). At each W0 node the script finds
-   s_crit(W0), where g_max(W0, s) falls to G_FLOOR (emulator_aniso; 0.8), by bisection in s
-   to 2e-3, and stores s_max = min(1, s_crit - 0.02): the emulator then covers ra down to r0 where
-   the family allows it and keeps g_max >= ~G_FLOOR everywhere in its box (so the g range
-   0 <= g <= g_max - 0.05 is never empty). s_max(W0) is the monotone cubic through the nodes.
-2. g_max on the grid (W0, u), u = s / s_max(W0) in [0, 1] (u = 0: isotropic, by the same
-   criterion, so g_max is smooth in u), interpolated by the emulator with a C1
-   tensor-product cubic Hermite (emulator_aniso.hermite_weights).
+The box edge in anisotropy, s_max(W0) (s = 1 / (1 + log10(ra / r0))), is the analytic curve
+emulator_aniso.s_max, chosen below s_crit(W0) - 0.02, where s_crit is the s at which g_max
+falls to G_FLOOR = 0.8 (bisected to 2e-3 by the first version of this script: s_crit > 1.02
+for W0 <= 3.5, 0.984 at W0 = 4, then ~4.2 / W0; the nodes are in S_CRIT_V1 below). This
+script checks the curve again: g_max(W0, s_max(W0)) must stay >= G_FLOOR - 0.05.
 
-Run:  python scripts/build_g_max_aniso_table.py [--n-w0 N] [--n-u N]  (about 15 min on one core)
+g_max is tabulated on the grid (x, v), x = sqrt(W0), u = s / s_max(W0) = sin(V_A v) / sin(V_A)
+(u = 0: isotropic, by the same criterion, so g_max is smooth in u), and interpolated by the
+emulator with a C1 tensor-product cubic Hermite (emulator_aniso.hermite_weights). Its nodes
+are every other node of the emulator table's x axis and all of its v nodes, so the
+interpolated g_max -- and with it the map q -> g -- is a single cubic inside each table cell.
+
+Run:  python scripts/build_g_max_aniso_table.py [--n-x N] [--n-v N]  (about 8 min on one core)
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import math
 import time
 from pathlib import Path
@@ -41,6 +41,12 @@ from dastro.clusters.solver import _solve, find_g_max, g_max_isotropic
 
 OUT = Path(dastro.__file__).parent / "data" / ea.G_MAX_TABLE_NAME
 S_DELTA = 0.02
+#: s_crit(W0) at W0 = 0.5, 1, ..., 14 from the first version of this script (bisection to 2e-3;
+#: capped at 1.02): the provenance of emulator_aniso.S_MAX_C and S_MAX_P.
+S_CRIT_V1 = [1.02] * 7 + [0.9841, 0.8985, 0.8268, 0.763, 0.7072, 0.6554, 0.6096, 0.5658, 0.5279,
+                          0.4941, 0.4662, 0.4403, 0.4204, 0.4004, 0.3845, 0.3686, 0.3546,
+                          0.3427, 0.3307, 0.3187, 0.3088]
+N_SCAN = 33
 
 
 #: A model counts as a member of the finite family if rt < 1e6 r0 and rt rises with g (past
@@ -67,6 +73,19 @@ def _members(ln_rt: np.ndarray) -> np.ndarray:
     return np.cumprod(ok).astype(bool)
 
 
+def _bisect(w0: float, ra: float, lo: float, hi: float, tol: float) -> float:
+    """Bisection of [lo, hi] (lo a member, hi not) for the edge of the finite family."""
+    ln_lo = float(_ln_rt(w0, lo, ra)[0])
+    while hi - lo > tol:
+        mid = 0.5 * (lo + hi)
+        ln_mid = float(_ln_rt(w0, mid, ra)[0])
+        if math.isfinite(ln_mid) and ln_lo < ln_mid < LN_RT_BIG:
+            lo, ln_lo = mid, ln_mid
+        else:
+            hi = mid
+    return lo
+
+
 def g_max_fast(w0: float, ra: float, g_top: float, step: float = 0.02,
                tol: float = 1e-5) -> float:
     """The edge g_max(W0, ra) of the finite family (ra = inf: isotropic): a vectorised scan of
@@ -80,16 +99,24 @@ def g_max_fast(w0: float, ra: float, g_top: float, step: float = 0.02,
         return 0.0
     if n_ok == grid.size:
         return float(grid[-1])
-    lo, hi = float(grid[n_ok - 1]), float(grid[n_ok])
-    ln_lo = float(_ln_rt(w0, lo, ra)[0])
-    while hi - lo > tol:
-        mid = 0.5 * (lo + hi)
-        ln_mid = float(_ln_rt(w0, mid, ra)[0])
-        if math.isfinite(ln_mid) and ln_lo < ln_mid < LN_RT_BIG:
-            lo, ln_lo = mid, ln_mid
-        else:
-            hi = mid
-    return lo
+    return _bisect(w0, ra, float(grid[n_ok - 1]), float(grid[n_ok]), tol)
+
+
+def g_max_near(w0: float, ra: float, estimate: float, below: float = 0.15,
+               above: float = 0.05, tol: float = 1e-5) -> float:
+    """g_max_fast with a guess: a coarse scan (N_SCAN points) of [0, estimate - below] that must
+    hold members only, and a scan in steps of 0.01 of [estimate - below, estimate + above]
+    (fixed lengths: one compilation each), then bisection. A step of 0.01 does not jump over
+    the pole into an island; where the guess is off, it falls back to g_max_fast."""
+    edge = max(estimate - below, 0.0)
+    coarse = np.linspace(0.0, edge, N_SCAN)
+    fine = edge + 0.01 * np.arange(int(round((below + above) / 0.01)) + 1)
+    grid = np.concatenate([coarse, fine[1:]])
+    members = _members(_ln_rt(w0, grid, ra))
+    n_ok = int(members.sum())
+    if n_ok <= N_SCAN or n_ok == grid.size:
+        return g_max_fast(w0, ra, min(estimate + 0.3, 3.5))
+    return _bisect(w0, ra, float(grid[n_ok - 1]), float(grid[n_ok]), tol)
 
 
 def _finite_up_to_floor(w0: float, s: float, g_floor: float) -> bool:
@@ -112,58 +139,52 @@ def s_crit(w0: float, g_floor: float, hi: float = 1.0 + S_DELTA, tol: float = 2e
     return lo
 
 
-def _redo_isotropic_column(path: Path):
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        arrays = {k: np.array(data[k]) for k in data.files if k != "meta"}
-    w0, g = arrays["w0_nodes"], arrays["g_max"]
-    for i in tqdm(range(len(w0)), desc="g_max(W0, u = 0)"):
-        g[i, 0] = g_max_fast(float(w0[i]), math.inf, min(g[i, 1] + 0.04, 3.5))
-    meta["sha256"] = ea.array_hash(arrays)
-    ea.save_npz(path, arrays, meta)
-    print("u = 0 column:", np.round(g[:, 0], 4))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-w0", type=int, default=28)
-    parser.add_argument("--n-u", type=int, default=11)
-    parser.add_argument("--g-floor", type=float, default=ea.G_FLOOR,
-                        help="g_max at the anisotropic edge of the box, s_max(W0)")
+    parser.add_argument("--n-x", type=int, default=31, help="nodes in x = sqrt(W0)")
+    parser.add_argument("--n-v", type=int, default=13, help="nodes in v (see emulator_aniso)")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--redo-isotropic-column", action="store_true",
-                        help="recompute only the u = 0 column of an existing table")
     args = parser.parse_args()
-    if args.redo_isotropic_column:
-        _redo_isotropic_column(args.out)
-        return
     jax.config.update("jax_enable_x64", True)
     t0 = time.time()
-    w0 = np.linspace(ea.W0_MIN, ea.W0_MAX, args.n_w0)
-    crit = np.array([s_crit(float(w), args.g_floor) for w in tqdm(w0, desc="s_crit(W0)")])
-    s_max = np.minimum(1.0, crit - S_DELTA)
-    u = np.linspace(0.0, 1.0, args.n_u)
+    x = np.linspace(math.sqrt(ea.W0_MIN), math.sqrt(ea.W0_MAX), args.n_x)
+    w0 = x**2
+    v = np.linspace(0.0, 1.0, args.n_v)
+    u = ea.u_from_v(v)
+    s_max = np.asarray(ea.s_max(jnp.asarray(w0)))
+    w_v1 = np.linspace(0.5, 14.0, 28)
+    margin = np.minimum(1.0, np.asarray(S_CRIT_V1) - S_DELTA) - np.asarray(ea.s_max(w_v1))
+    if margin.min() < 0:
+        raise RuntimeError(f"s_max(W0) above s_crit - {S_DELTA} at W0 = {w_v1[margin < 0]}")
     grid = [(i, j) for i in range(len(w0)) for j in range(len(u))]
     g = np.zeros((len(w0), len(u)))
     for i, j in tqdm(grid, desc="g_max(W0, u)"):
-        # g_max falls with s: the previous node bounds the scan
-        top = float(g_max_isotropic(float(w0[i]))) + 0.02 if j == 0 else g[i, j - 1] + 0.04
+        # the guess: isotropic g_max, then linear extrapolation along v
+        if j == 0:
+            guess = float(g_max_isotropic(float(w0[i])))
+        else:
+            guess = g[i, j - 1] if j == 1 else 2 * g[i, j - 1] - g[i, j - 2]
         ra = ea.ra_from_s_np(u[j] * s_max[i])  # inf at u = 0: the same criterion, isotropic
-        g[i, j] = g_max_fast(float(w0[i]), ra, min(top, 3.5))
-    check = [(2.0, 0.3), (9.0, 0.2)]
-    for w, s_ in check:
+        g[i, j] = g_max_near(float(w0[i]), ra, min(guess, 3.45))
+    if np.any(np.diff(g, axis=1) > 1e-4):
+        print("warning: g_max rises with anisotropy at", np.argwhere(np.diff(g, axis=1) > 1e-4))
+    for w, s_ in [(2.0, 0.3), (9.0, 0.2)]:
         print(f"check: g_max({w}, s={s_}) scan {g_max_fast(w, ea.ra_from_s_np(s_), 3.5):.5f}, "
               f"find_g_max {find_g_max(w, ea.ra_from_s_np(s_), tol=1e-6):.5f}")
-    arrays = {"w0_nodes": w0, "u_nodes": u, "s_crit": crit, "s_max": s_max, "g_max": g}
+    arrays = {"x_nodes": x, "v_nodes": v, "g_max": g}
     meta = {
         "made_by": "scripts/build_g_max_aniso_table.py",
         "dastro_version": dastro.__version__,
         "table_version": ea.G_MAX_TABLE_VERSION,
         "definition": "first pole of rt(g) at fixed (W0, ra) (g_max_fast: rt > 1e6 r0, "
-                      "diverging or no longer rising, tol 1e-5); "
-                      f"s = 1/(1 + log10 ra); s_crit: g_max = {args.g_floor}; "
-                      f"s_max = min(1, s_crit - {S_DELTA}); u = s / s_max",
-        "g_floor": args.g_floor,
+                      "diverging or no longer rising, tol 1e-5); s = 1/(1 + log10 ra); "
+                      "s_max(W0) = (1 + (W0/c)^p)^(-1/p); u = s / s_max = sin(v_a v)/sin(v_a); "
+                      "x = sqrt(W0)",
+        "s_max": [ea.S_MAX_C, ea.S_MAX_P],
+        "v_a": ea.V_A,
+        "g_floor": ea.G_FLOOR,
+        "s_crit_v1": {"w0": w_v1.tolist(), "s_crit": S_CRIT_V1,
+                      "min_margin_below_s_crit_minus_0.02": float(margin.min())},
         "sha256": ea.array_hash(arrays),
         "seconds": round(time.time() - t0, 1),
     }
@@ -171,8 +192,8 @@ def main():
     print(f"wrote {args.out}: {len(w0)} x {len(u)} nodes, s_max from {s_max.min():.4f} "
           f"(ra = {ea.ra_from_s_np(s_max.min()):.3g} r0) to {s_max.max():.4f}; "
           f"min g_max {g.min():.4f}; {time.time() - t0:.0f} s")
-    if not np.all(g >= args.g_floor - 1e-3):
-        print("warning: g_max below g_floor at", np.argwhere(g < args.g_floor - 1e-3).tolist())
+    if not np.all(g >= ea.G_FLOOR - 0.05):
+        print("warning: g_max below g_floor at", np.argwhere(g < ea.G_FLOOR - 0.05).tolist())
 
 
 if __name__ == "__main__":

@@ -61,28 +61,47 @@ def exact_and_emulated():
     return [(solve(*p), ea.emulate_aniso(*p)) for p in MODELS]
 
 
-# The anisotropic table (41 x 17 x 13 nodes in W0, q, u) is a first slice: its rt is off by
-# ~1e-4 typically and by up to 4e-2 (p99 8.5e-3, 300 draws in its metadata), far from the
-# issue's 1e-4 target, and profiles near rt inherit that. These two checks state the target
-# and fail until the table is redesigned (issue 3).
+# The anisotropic table (61 x 15 x 13 nodes in sqrt(W0), w(q), v(u), float64) reaches rt to
+# 2e-5 typically and 3.3e-3 at worst (p99 5.5e-4; 300 draws in its metadata), not yet the
+# issue's 1e-4 (issue 3); profiles near rt inherit rt's error (W ~ rt - r), ~100 times larger at
+# 0.99 rt. The tests below guard what the table reaches; the ACCURACY_PENDING ones state the
+# target and fail until the table reaches it.
 ACCURACY_PENDING = pytest.mark.xfail(
-    strict=True, reason="anisotropic emulator first slice: rt error p99 8.5e-3 (target 1e-4)")
+    strict=True, reason="anisotropic emulator: rt error max 3.3e-3, p99 5.5e-4 (target 1e-4)")
+SCALARS = ["rt", "rh", "M", "U", "K", "Kr", "A", "sigma0_2"]
+PROFILES = ["phi", "rho", "mc", "v2", "v2r", "v2t"]
+
+
+def _off_grid_errors(exact, fast):
+    """Relative errors of the scalars and of the profiles at r / rt = 1e-3 ... 0.9."""
+    err = {name: abs(float(getattr(fast, name)) / float(getattr(exact, name)) - 1.0)
+           for name in SCALARS}
+    r = float(exact.rt) * np.array([1e-3, 0.01, 0.1, 0.3, 0.6, 0.9])
+    pe, pm = exact.profiles(r), fast.profiles(r)
+    for name in PROFILES:
+        a, b = np.asarray(getattr(pe, name)), np.asarray(getattr(pm, name))
+        err[name] = float(np.max(np.abs(b / a - 1.0)))
+    err["beta"] = float(np.max(np.abs(np.asarray(pm.beta) - np.asarray(pe.beta))))  # absolute
+    return err, pm
+
+
+def test_off_grid_models_match_the_exact_solver(exact_and_emulated):
+    # reached (measured 2026-12-04): scalars <= 4e-5, profiles <= 5e-4, beta <= 1e-6
+    for (exact, fast), params in zip(exact_and_emulated, MODELS, strict=True):
+        err, pm = _off_grid_errors(exact, fast)
+        for name in SCALARS:
+            assert err[name] < 2e-4, (params, name, err[name])
+        for name in PROFILES + ["beta"]:
+            assert err[name] < 2e-3, (params, name, err[name])
+        if params[2] < 1e3:  # anisotropy is really there: beta rises from 0 at the centre
+            assert float(pm.beta[0]) < 1e-3 < float(pm.beta[-1])
 
 
 @ACCURACY_PENDING
-def test_off_grid_models_match_the_exact_solver(exact_and_emulated):
+def test_off_grid_models_reach_the_issue_target(exact_and_emulated):
     for exact, fast in exact_and_emulated:
-        for name in ["rt", "rh", "M", "U", "K", "Kr", "A", "sigma0_2"]:
-            assert float(getattr(fast, name)) == pytest.approx(float(getattr(exact, name)),
-                                                               rel=1e-3), name
-        r = float(exact.rt) * np.array([1e-3, 0.01, 0.1, 0.3, 0.6, 0.9])
-        pe, pm = exact.profiles(r), fast.profiles(r)
-        for name in ["phi", "rho", "mc", "v2", "v2r", "v2t", "beta"]:
-            a, b = np.asarray(getattr(pe, name)), np.asarray(getattr(pm, name))
-            np.testing.assert_allclose(b, a, rtol=3e-3, atol=1e-6 * np.abs(a).max(),
-                                       err_msg=name)
-        # anisotropy is really there: beta rises from 0 at the centre
-        assert float(pm.beta[0]) < 1e-3 < float(pm.beta[-1])
+        err, _ = _off_grid_errors(exact, fast)
+        assert max(err.values()) <= 1e-4, err
 
 
 @pytest.mark.slow
@@ -100,8 +119,8 @@ def test_projected_profiles_match_the_exact_solver(exact_and_emulated):
     pe, pm = exact.projected(R), fast.projected(R)
     for a, b, name in zip(pe, pm, pe._fields, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=3e-3, err_msg=name)
-    # radial anisotropy: v2R > v2T away from the centre
-    assert float(pm.v2R[2]) > 1.01 * float(pm.v2T[2])
+    # radial anisotropy: v2R > v2T away from the centre (by 0.7 % in this model)
+    assert float(pm.v2R[2]) > 1.004 * float(pm.v2T[2])
 
 
 def test_isotropic_limit_matches_the_isotropic_emulator():
@@ -151,12 +170,12 @@ def test_gradient_is_continuous_across_cell_boundaries():
     def f(w, g, ra):
         return np.stack([np.asarray(j) for j in _jacobian(w, g, ra)])
 
-    (w_x0, w_h, _), (q_x0, q_h, _), (u_x0, u_h, _) = TABLE.axes
+    (x_x0, x_h, _), (q_x0, q_h, _), (v_x0, v_h, _) = TABLE.axes
     eps = 1e-9
-    w_node = w_x0 + 11 * w_h
+    w_node = (x_x0 + 31 * x_h) ** 2
     np.testing.assert_allclose(np.asarray(f(w_node - eps, 0.8, 50.0)),
                                np.asarray(f(w_node + eps, 0.8, 50.0)), rtol=1e-6, atol=1e-8)
-    w0, u_node, q_node = 5.0, u_x0 + 6 * u_h, q_x0 + 8 * q_h
+    w0, u_node, q_node = 5.0, float(ea.u_from_v(v_x0 + 6 * v_h)), ea.q_from_w(q_x0 + 8 * q_h)
     ra = ea.ra_from_s_np(u_node * float(ea.s_max(w0)))
     np.testing.assert_allclose(np.asarray(f(w0, 0.8, ra * (1 - eps))),
                                np.asarray(f(w0, 0.8, ra * (1 + eps))), rtol=1e-6, atol=1e-8)
@@ -189,7 +208,8 @@ def test_scaled_model_has_the_same_interface():
 # ------------------------------------------------------------------ the box and bad input
 
 def test_box_edges():
-    assert float(ea.ra_min(2.0)) == pytest.approx(1.0)
+    assert float(ea.ra_min(2.0)) == pytest.approx(1.0, rel=0.01)
+    assert float(ea.ra_min(0.5)) == pytest.approx(1.0, rel=1e-5)
     assert float(ea.ra_min(14.0)) > 30.0  # g_max(14, ra = 30) = 0: no finite models
     assert float(ea.g_max_aniso(7.0, jnp.inf)) == pytest.approx(
         float(emu.g_hi(7.0) + emu.G_MARGIN), abs=2e-3)
@@ -272,16 +292,27 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
 
 # ------------------------------------------------------------------ accuracy (slow)
 
-# Guards on the shipped table's measured accuracy (see its metadata and the build script).
-P99_BOUND = 2e-2
+# Guards on the shipped table's measured accuracy (see its metadata and the build script), a
+# little above what it reaches (300 draws: rt p99 5.5e-4, max 3.3e-3; the other scalars and mc
+# p99 <= 4.7e-4, max <= 2e-3; profiles, relative up to 0.99 rt, p99 <= 0.2, max <= 2.2).
+SCALAR_BOUNDS = {"p99": 1e-3, "max": 5e-3}
+PROFILE_BOUNDS = {"p99": 0.4, "max": 4.0}
+
+
+def test_shipped_accuracy_table():
+    acc = TABLE.metadata["accuracy"]
+    assert acc["n"] >= 300
+    for name, row in acc["quantities"].items():
+        bounds = SCALAR_BOUNDS if name in ea.SCALAR_NAMES + ["mc"] else PROFILE_BOUNDS
+        for key, bound in bounds.items():
+            assert row[key] < bound, (name, key, row)
 
 
 @ACCURACY_PENDING
-def test_shipped_accuracy_table():
+def test_shipped_accuracy_table_reaches_the_issue_target():
     acc = TABLE.metadata["accuracy"]
-    assert acc["n"] >= 200
     for name, row in acc["quantities"].items():
-        assert row["p99"] < P99_BOUND, (name, row)
+        assert row["max"] <= 1e-4, (name, row)
 
 
 @pytest.mark.slow

@@ -18,24 +18,42 @@ models with small ra are finite only for small g, and at large W0 not at all (g_
 is the edge of models with rt < 1e6 r0 (the first g at which rt exceeds 1e6 r0, diverges or
 stops rising; away from the cliff this is solver.find_g_max to ~1e-4). The box is
     0.5 <= W0 <= 14,   ra >= ra_min(W0)  (s <= s_max(W0)),   0 <= g <= g_max(W0, ra) - 0.05,
-with s_max(W0) = min(1, s_crit(W0) - 0.02) and s_crit where g_max(W0, s) = G_FLOOR = 0.8:
-ra_min = r0 for small W0, rising steeply at larger W0 (:func:`ra_min`). Closer to the cliff
+with the analytic s_max(W0) = (1 + (W0 / 3.95)^6)^(-1/6) (ra_min = r0 for W0 <~ 2.5, rising
+steeply above: 1.3 r0 at W0 = 4, 6 r0 at W0 = 7, 350 r0 at W0 = 14; :func:`ra_min`), a smooth
+curve below s_crit(W0) - 0.02, where g_max(W0, s_crit) = G_FLOOR = 0.8. Closer to the cliff
 (g_max < 0.8) the models change too fast with ra for this table: a first slice that went down
-to g_max = 0.15 had errors of 10 % there. Both s_max(W0) and g_max(W0, s)
-come from ``dastro/data/g_max_aniso.npz`` (``scripts/build_g_max_aniso_table.py``). The table
-grid is a rectangle in (W0, q, u) with u = s / s_max(W0) and, as in the isotropic emulator,
-q = ln(1 - g / g_max) / ln(0.05 / g_max).
+to g_max = 0.15 had errors of 10 % there. g_max(W0, s) comes from
+``dastro/data/g_max_aniso.npz`` (``scripts/build_g_max_aniso_table.py``).
 
-Interpolation. Along (W0, q, u) a tensor-product cubic Hermite interpolant whose node slopes
+Table coordinates. The table is a rectangle in (x, w, v):
+- x = sqrt(W0) (nodes denser at small W0, where rt changes fastest);
+- w = q (1 + Q_C) / (1 + Q_C q), Q_C = 2, of q = ln(1 - g / g_max) / ln(0.05 / g_max) as in
+  the isotropic emulator (ln rt is close to linear in q near the pole of rt(g); w puts 3 times
+  more nodes near g = 0, where a uniform q grid is coarsest in g);
+- v with u = s / s_max(W0) = sin(V_A v) / sin(V_A), V_A = 1.4 (nodes ~6 times denser in u
+  at the anisotropic edge, where the models change fastest with ra, than at isotropy, where
+  they are flat in u).
+What limited the first slice (rt error p99 8.5e-3, max 3.7e-2) was not the interpolation order
+but kinks and noise in these coordinates: s_max(W0) was min(1, s_crit - 0.02) through nodes
+of s_crit bisected to 2e-3 (a kink at W0 ~ 3.8 and wiggles elsewhere), and g_max(W0, u) was a
+cubic Hermite on a coarser grid than the table's, whose curvature jumps inside table cells
+enter ln rt amplified by ~1 / 0.05 near q = 1. Now s_max is analytic and the g_max nodes are
+a subset of the table's nodes, so the map (x, w, v) -> (W0, g, ra) is one smooth function
+inside every table cell. The measured accuracy (table metadata; rt p99 5.5e-4, max 3.3e-3 at
+W0 = 12.8, g = 2.19 near g_max) is still short of the issue's 1e-4; the worst draws lie at large
+W0 near the pole, where the x grid is coarsest (0.38 in W0): not yet diagnosed further.
+
+Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
 (values and slopes are shared by neighbouring cells), O(h^4) accurate, and local (6 nodes per
 axis), so only a 6 x 6 x 6 block of the table is read per model. Along tau the Chebyshev
 interpolant (``emulator._chebyshev``). Outside the box :func:`emulate_aniso` raises a
 ValueError naming the parameter; under jit the model is flagged (``valid`` False, NaN outputs).
 
-The table is stored as float32 (the interpolation error is ~1e3 times larger than the rounding),
-read lazily, and checked on load: layout version, SHA-256 of the arrays, and the SHA-256 of the
-g_max table it was built with. Its metadata carries the measured accuracy (``measure_accuracy``).
+The table is stored as float64 (float32 rounding of ln rt alone is ~1e-6 of rt, which is
+~1e-4 of W at 0.99 rt), read lazily, and checked on load: layout version, SHA-256 of the
+arrays, and the SHA-256 of the g_max table it was built with. Its metadata carries the
+measured accuracy (``measure_accuracy``).
 """
 
 from __future__ import annotations
@@ -48,7 +66,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import equinox as eqx
-import interpax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,9 +89,9 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "emulate_aniso", "g_hi_aniso", "
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
-G_MAX_TABLE_VERSION = 1
+G_MAX_TABLE_VERSION = 2
 #: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
 #: (g_max -> 0 as ra falls) the models change too fast with ra for the table (rt ~ 1e5 r0).
 G_FLOOR = 0.8
@@ -82,6 +99,17 @@ N_SCALARS = 7
 N_SERIES = 6  # W, ln GM, Sigma, Sigma v2p, Sigma v2R, Sigma v2T
 #: Below this s (ra > 1e99 r0) the model is isotropic to double precision.
 _S_ISO = 0.01
+#: The anisotropic edge of the box, s_max(W0) = (1 + (W0 / S_MAX_C)^S_MAX_P)^(-1 / S_MAX_P): a
+#: smooth (analytic) curve below s_crit(W0) - 0.02 at every W0 (see :func:`s_max`).
+S_MAX_C = 3.95
+S_MAX_P = 6.0
+#: Table coordinate along anisotropy: u = sin(V_A v) / sin(V_A), v uniform in [0, 1]; the
+#: nodes are ~6 times denser in u at the anisotropic edge (u = 1) than at isotropy (u = 0).
+V_A = 1.4
+#: Table coordinate along g: w = q (1 + Q_C) / (1 + Q_C q), uniform in [0, 1]: nodes 3 times
+#: denser in q near g = 0 (where one q cell of the plain q grid spans ~1 in g) and 3 times
+#: sparser at the pole, where ln rt is nearly linear in q anyway.
+Q_C = 2.0
 _DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -221,11 +249,9 @@ def _read(path: Path, keys: list[str], script: str):
 
 
 class _GMaxTable(NamedTuple):
-    w0_nodes: np.ndarray
-    s_max_nodes: np.ndarray
     g_max: np.ndarray
-    w0_axis: tuple
-    u_axis: tuple
+    x_axis: tuple
+    v_axis: tuple
     sha256: str
 
 
@@ -233,38 +259,72 @@ class _GMaxTable(NamedTuple):
 def _g_max_table() -> _GMaxTable:
     path = _DATA / G_MAX_TABLE_NAME
     script = "scripts/build_g_max_aniso_table.py"
-    meta, arrays, error = _read(path, ["w0_nodes", "u_nodes", "s_crit", "s_max", "g_max"],
-                                script)
+    meta, arrays, error = _read(path, ["x_nodes", "v_nodes", "g_max"], script)
     if meta.get("table_version") != G_MAX_TABLE_VERSION:
         raise error(f"layout version {meta.get('table_version')}, this code reads "
                     f"{G_MAX_TABLE_VERSION}")
-    w0 = arrays["w0_nodes"]
-    if not (np.isclose(w0[0], W0_MIN) and np.isclose(w0[-1], W0_MAX)):
-        raise error(f"its W0 range [{w0[0]}, {w0[-1]}] is not the box [{W0_MIN}, {W0_MAX}]")
+    if meta.get("s_max") != [S_MAX_C, S_MAX_P] or meta.get("v_a") != V_A:
+        raise error("its s_max(W0) or u(v) parameters are not this code's")
+    x = arrays["x_nodes"]
+    if not (np.isclose(x[0] ** 2, W0_MIN) and np.isclose(x[-1] ** 2, W0_MAX)):
+        raise error(f"its W0 range [{x[0]**2}, {x[-1]**2}] is not the box [{W0_MIN}, {W0_MAX}]")
     return _GMaxTable(
-        w0_nodes=w0, s_max_nodes=arrays["s_max"], g_max=arrays["g_max"],
-        w0_axis=_uniform_axis("W0", w0), u_axis=_uniform_axis("u", arrays["u_nodes"]),
-        sha256=meta["sha256"],
+        g_max=arrays["g_max"], x_axis=_uniform_axis("x", x),
+        v_axis=_uniform_axis("v", arrays["v_nodes"]), sha256=meta["sha256"],
     )
 
 
 def s_max(W0) -> jax.Array:
-    """Largest s = 1 / (1 + log10 ra) in the box at W0 (monotone cubic in W0; jit-able)."""
-    tab = _g_max_table()
+    """Largest s = 1 / (1 + log10 ra) in the box at W0: (1 + (W0 / 3.95)^6)^(-1/6), i.e. 1
+    (ra = r0) for W0 <~ 2.5 and ~3.95 / W0 above W0 ~ 6, a smooth curve below s_crit(W0) -
+    0.02 (where g_max(W0, s) = G_FLOOR), which is itself ~4.2 / W0 at W0 >~ 4.5 and > 1 below
+    W0 ~ 4 (the bisected s_crit nodes, in the g_max table's metadata). Analytic so that the
+    table coordinate u = s / s_max(W0) has no kink or noise in W0 (jit-able)."""
     W0 = jnp.clip(jnp.asarray(W0, float), W0_MIN, W0_MAX)
-    return interpax.interp1d(W0, jnp.asarray(tab.w0_nodes), jnp.asarray(tab.s_max_nodes),
-                             method="monotonic")
+    return (1.0 + (W0 / S_MAX_C) ** S_MAX_P) ** (-1.0 / S_MAX_P)
+
+
+def x_from_w0(W0):
+    """Table coordinate along W0: x = sqrt(W0) (nodes denser at small W0, where the models
+    change fastest)."""
+    return jnp.sqrt(W0)
+
+
+def v_from_u(u):
+    """Table coordinate along anisotropy: v = arcsin(u sin V_A) / V_A (smooth on [0, 1])."""
+    return jnp.arcsin(u * math.sin(V_A)) / V_A
+
+
+def w_from_q(q):
+    """Table coordinate along g (see Q_C)."""
+    return q * (1.0 + Q_C) / (1.0 + Q_C * q)
+
+
+def q_from_w(w):
+    return w / (1.0 + Q_C * (1.0 - w))
+
+
+def u_from_v(v):
+    """Inverse of :func:`v_from_u` (NumPy, for scripts and tests)."""
+    return np.sin(V_A * np.asarray(v, float)) / math.sin(V_A)
+
+
+def u_from_v_jnp(v):
+    return jnp.sin(V_A * v) / math.sin(V_A)
 
 
 def ra_min(W0) -> jax.Array:
-    """Smallest anisotropy radius [r0] in the box at W0 (r0 for W0 <~ 5)."""
+    """Smallest anisotropy radius [r0] in the box at W0 (~r0 at W0 <~ 2.5, 350 r0 at 14)."""
     return 10.0 ** (1.0 / s_max(W0) - 1.0)
 
 
-def _g_max_u(W0, u):
+def _g_max_xv(x, v):
     tab = _g_max_table()
-    return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.w0_axis, tab.u_axis),
-                      (W0, u))[0]
+    return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.x_axis, tab.v_axis), (x, v))[0]
+
+
+def _g_max_u(W0, u):
+    return _g_max_xv(x_from_w0(W0), v_from_u(u))
 
 
 def g_max_aniso(W0, ra) -> jax.Array:
@@ -311,12 +371,13 @@ def unpack(row, n_tau):
 
 
 class AnisoTable(eqx.Module):
-    """The loaded table f[W0, q, u, values] (float32) and its grids."""
+    """The loaded table f[x, w, v, values] (x = sqrt(W0), w of q: :func:`w_from_q`, v:
+    :func:`v_from_u`) and its grids."""
 
     f: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
-    axes: tuple = eqx.field(static=True)  # (x0, h, n) for W0, q, u
+    axes: tuple = eqx.field(static=True)  # (x0, h, n) for x = sqrt(W0), w (of q), v
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
 
@@ -338,6 +399,7 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "sha256": array_hash(arrays),
         "g_max_sha256": _g_max_table().sha256,
         "made_by": "scripts/build_cluster_aniso_table.py",
+        "q_c": Q_C,
         **extra,
     }
 
@@ -351,7 +413,7 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
             do not match the hash in its metadata, or it was built with another g_max table.
     """
     path = Path(path) if path is not None else _DATA / TABLE_NAME
-    meta, arrays, error = _read(path, ["w0_nodes", "q_nodes", "u_nodes", "tau_nodes", "f"],
+    meta, arrays, error = _read(path, ["x_nodes", "w_nodes", "v_nodes", "tau_nodes", "f"],
                                 "scripts/build_cluster_aniso_table.py")
     if meta.get("table_version") != TABLE_VERSION:
         raise error(f"layout version {meta.get('table_version')} but this code reads "
@@ -362,9 +424,11 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
     if arrays["f"].shape[-1] != N_SERIES * n_tau + N_SCALARS:
         raise error(f"rows have {arrays['f'].shape[-1]} values, expected "
                     f"{N_SERIES * n_tau + N_SCALARS}")
-    axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("w0", "q", "u"))
-    if not (np.isclose(axes[0][0], W0_MIN) and np.isclose(axes[0][0] + axes[0][1] * (axes[0][2]
-                                                                                   - 1), W0_MAX)):
+    if meta.get("q_c") != Q_C:
+        raise error(f"its q coordinate has Q_C = {meta.get('q_c')}, this code {Q_C}")
+    axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("x", "w", "v"))
+    x_end = axes[0][0] + axes[0][1] * (axes[0][2] - 1)
+    if not (np.isclose(axes[0][0] ** 2, W0_MIN) and np.isclose(x_end**2, W0_MAX)):
         raise error("its W0 nodes do not span the box")
     return AnisoTable(
         f=jnp.asarray(arrays["f"]), tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
@@ -420,12 +484,13 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     u = s / smax
     ra_ok = (ra > 0) & (s >= 0) & (u <= 1.0)  # False for NaN
     u_in = jnp.where(ra_ok, jnp.clip(u, 0.0, 1.0), 0.0)
-    gm = _g_max_u(w_in, u_in)
+    x_in, v_in = x_from_w0(w_in), v_from_u(u_in)
+    gm = _g_max_xv(x_in, v_in)
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
-    row = _interp_nd(table.f, table.axes, (w_in, q_in, u_in))
+    row = _interp_nd(table.f, table.axes, (x_in, w_from_q(q_in), v_in))
     series, scalars = unpack(row, table.n_tau)
     coef = series @ table.cheb_matrix.T
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
@@ -453,7 +518,7 @@ def emulate_aniso(W0, g=1.0, ra=None, *, table: AnisoTable | None = None):
         W0: central potential, 0.5 <= W0 <= 14.
         g: truncation parameter, 0 <= g <= g_max(W0, ra) - 0.05 (:func:`g_hi_aniso`).
         ra: anisotropy radius in units of r0, ra >= ra_min(W0) (:func:`ra_min`: r0 for
-            W0 <~ 5, ~100 r0 at W0 = 14); None or inf for isotropic.
+            W0 <~ 2.5, 350 r0 at W0 = 14); None or inf for isotropic.
         table: a loaded table (default: the shipped one, read on first use).
 
     Raises:
