@@ -70,7 +70,7 @@ def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
     def row_batch(x, v):
         """Rows of the n_q models at one (x, v) node."""
         w0 = x**2
-        s = ea.u_from_v_jnp(v) * ea.s_max(w0)
+        s = ea.u_from_v(v) * ea.s_max(w0)
         ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
         g = emu.g_from_q(jnp.asarray(q_nodes), ea._g_max_xv(x, v))
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)

@@ -150,7 +150,7 @@ def main():
     x = np.linspace(math.sqrt(ea.W0_MIN), math.sqrt(ea.W0_MAX), args.n_x)
     w0 = x**2
     v = np.linspace(0.0, 1.0, args.n_v)
-    u = ea.u_from_v(v)
+    u = np.asarray(ea.u_from_v(v))
     s_max = np.asarray(ea.s_max(jnp.asarray(w0)))
     w_v1 = np.linspace(0.5, 14.0, 28)
     margin = np.minimum(1.0, np.asarray(S_CRIT_V1) - S_DELTA) - np.asarray(ea.s_max(w_v1))

@@ -175,11 +175,7 @@ class EmulatorTable(eqx.Module):
     q_nodes: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
-    # (n_W0, n_q, 4, values): [W, ln GM, scalars] and [ln Sigma, ln Sv2] parts of the rows,
-    # apart so that a program that never reads the projected profiles (a star fit) does not
-    # carry their half of the table as a compile-time constant
-    stack_state: jax.Array
-    stack_projected: jax.Array
+    stack: jax.Array  # (n_W0, n_q, 4, row length)
     w0_axis: UniformAxis = eqx.field(static=True)
     q_axis: UniformAxis = eqx.field(static=True)
     n_tau: int = eqx.field(static=True)
@@ -192,10 +188,7 @@ class EmulatorTable(eqx.Module):
     def rows(self, W0, q):
         """The interpolated table row at scalar (W0, q) (clipped to the grid), in the layout
         of :func:`unpack`."""
-        state, projected = (bicubic_hermite(W0, q, self.w0_axis, self.q_axis, stack)
-                            for stack in (self.stack_state, self.stack_projected))
-        n = 2 * self.n_tau
-        return jnp.concatenate([state[..., :n], projected, state[..., n:]], axis=-1)
+        return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
 
 
 def _table_error(path, what):
@@ -261,10 +254,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
         cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
-        stack_state=jnp.asarray(np.concatenate([stack[..., :2 * n_tau], stack[..., 4 * n_tau:]],
-                                               axis=-1)),
-        stack_projected=jnp.asarray(stack[..., 2 * n_tau:4 * n_tau]), w0_axis=axes[0],
-        q_axis=axes[1],
+        stack=jnp.asarray(stack), w0_axis=axes[0], q_axis=axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
 

@@ -83,6 +83,7 @@ from dastro.clusters.emulator import (
 )
 from dastro.clusters.moments import density_integral, second_moment_integrals
 from dastro.clusters.solver import G_MODEL, _check_scalar, _is_concrete
+from dastro.clusters.uniform_grid import UniformAxis, matmul_constant, uniform_axis
 
 __all__ = ["AnisoTable", "EmulatedAnisotropic", "emulate_aniso", "g_hi_aniso", "g_max_aniso",
            "load_aniso_table", "measure_accuracy", "ra_min", "s_max"]
@@ -201,12 +202,9 @@ def _interp_nd(f, axes, point):
     return block
 
 
-def _uniform_axis(name: str, nodes: np.ndarray):
-    nodes = np.asarray(nodes, float)
-    h = (nodes[-1] - nodes[0]) / (len(nodes) - 1)
-    if len(nodes) < 6 or not np.allclose(np.diff(nodes), h, rtol=1e-9, atol=0):
-        raise ValueError(f"{name} nodes must be uniform with at least 6 nodes")
-    return float(nodes[0]), float(h), len(nodes)
+def _uniform_axis(name: str, nodes) -> UniformAxis:
+    # six nodes: the five-point slope stencils of _fd_matrix
+    return uniform_axis(name, nodes, min_nodes=6)
 
 
 # ----------------------------------------------------------------------------- files
@@ -305,12 +303,8 @@ def q_from_w(w):
 
 
 def u_from_v(v):
-    """Inverse of :func:`v_from_u` (NumPy, for scripts and tests)."""
-    return np.sin(V_A * np.asarray(v, float)) / math.sin(V_A)
-
-
-def u_from_v_jnp(v):
-    return jnp.sin(V_A * v) / math.sin(V_A)
+    """Inverse of :func:`v_from_u`."""
+    return jnp.sin(V_A * jnp.asarray(v, float)) / math.sin(V_A)
 
 
 def ra_min(W0) -> jax.Array:
@@ -492,7 +486,7 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
     row = _interp_nd(table.f, table.axes, (x_in, w_from_q(q_in), v_in))
     series, scalars = unpack(row, table.n_tau)
-    coef = series @ table.cheb_matrix.T
+    coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
     one = jnp.ones_like(W0)
     return EmulatedAnisotropic(

@@ -29,11 +29,13 @@ class UniformAxis(NamedTuple):
     n: int
 
 
-def uniform_axis(name: str, nodes) -> UniformAxis:
-    """The UniformAxis of ``nodes``; ValueError naming ``name`` if they are not uniform."""
+def uniform_axis(name: str, nodes, min_nodes: int = 2) -> UniformAxis:
+    """The UniformAxis of ``nodes``; ValueError naming ``name`` if they are not uniform or
+    fewer than ``min_nodes``."""
     nodes = np.asarray(nodes, float)
-    if nodes.ndim != 1 or len(nodes) < 2:
-        raise ValueError(f"{name} nodes must be a 1D array of at least 2 values")
+    if nodes.ndim != 1 or len(nodes) < max(min_nodes, 2):
+        raise ValueError(f"{name} nodes must be a 1D array of at least {max(min_nodes, 2)} "
+                         "values")
     step = (nodes[-1] - nodes[0]) / (len(nodes) - 1)
     if not step > 0 or not np.allclose(np.diff(nodes), step, rtol=1e-9, atol=0.0):
         raise ValueError(f"{name} nodes must be increasing and uniformly spaced")
