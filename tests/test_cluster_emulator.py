@@ -201,3 +201,141 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
     np.savez_compressed(copy, **arrays)
     with pytest.raises(ValueError, match="layout version"):
         emu.load_table(copy)
+
+
+# ------------------------------------------------------------ the fast evaluation paths
+
+
+def _moments_both(g, w):
+    """(ours, moments.py's) E_{g+3/2}, E_{g+5/2} and their (d/dg, d/dW) at points w."""
+    from dastro.clusters import moments
+
+    def ours(gg, ww):
+        return jnp.stack(emu._moment_integrals(gg, ww))
+
+    def theirs(gg, ww):
+        return jnp.stack([moments.density_integral(ww, gg),
+                          moments.second_moment_integrals(ww, gg)[0]])
+
+    def with_derivatives(fn, jac):
+        return jax.vmap(lambda ww: (fn(g, ww), *jac(fn, argnums=(0, 1))(g, ww)))(w)
+
+    return (with_derivatives(ours, jax.jacfwd), with_derivatives(ours, jax.jacrev),
+            with_derivatives(theirs, jax.jacrev), moments.second_moment_integrals(w, g)[1])
+
+
+_moments_both_jit = jax.jit(_moments_both)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.0, 3.45), st.lists(st.floats(1e-12, 14.0), min_size=8, max_size=8))
+@example(0.0, [1e-12, 1e-6, 0.3, 1.0, 3.0, 7.0, 13.0, 14.0])
+@example(3.45, [1e-9, 1e-3, 0.1, 2.0, 5.0, 9.0, 12.0, 13.9])
+def test_moment_series_equal_the_incomplete_gamma_forms(g, w):
+    """E_{g+3/2}(W) and E_{g+5/2}(W) from one power series equal moments.py's
+    exp(W) gammainc(h, W) to 1e-12, with the same derivatives in W and g (forward and
+    reverse mode of the closed-form JVP against jax's gammainc derivatives)."""
+    fwd, rev, ref, ref_v2t = _moments_both_jit(jnp.asarray(g), jnp.asarray(w))
+    np.testing.assert_allclose(np.asarray(fwd[0]), np.asarray(ref[0]), rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(2.0 * np.asarray(fwd[0][:, 1]), np.asarray(ref_v2t), rtol=1e-12)
+    for k in (1, 2):  # d/dg, d/dW
+        np.testing.assert_allclose(np.asarray(fwd[k]), np.asarray(ref[k]), rtol=1e-9, atol=0.0)
+        # d/dg sums terms that cancel at large W: rounding differs between the two modes
+        np.testing.assert_allclose(np.asarray(rev[k]), np.asarray(fwd[k]), rtol=1e-10, atol=0.0)
+
+
+_FRAC = np.concatenate([[0.0, 5e-4, 1e-3], np.geomspace(2e-3, 0.9999, 40), [1.0, 1.2]])
+
+
+@jax.jit
+def _general_paths(w0, g):
+    m = emu._emulate(TABLE, w0, g)
+    rt = jnp.exp(m.ln_rt)
+    x = jnp.asarray(_FRAC) * rt
+    w, _ = m._state(x)
+    ours = jnp.stack(m._moments_model(x, w))
+    general = jnp.stack(emu.ClusterModel._moments_model(m, x, w))
+    # the projection as evaluated before: W by _state, then the two projected series
+    inside = x < rt
+    R_in = jnp.where(inside, jnp.clip(x, emu.R_IN, None), 0.5 * rt)
+    w_R, _ = m._state(R_in)
+    ln_w = jnp.log(jnp.where(w_R > 0, w_R, 1.0))
+    both = emu._chebyshev(jnp.expand_dims(m._tau(jnp.log(R_in)), -1),
+                          jnp.stack([m.ln_sigma_coef, m.ln_sv2_coef], axis=-2))
+    sigma = jnp.exp(both[..., 0] + (m.g + 2.0) * ln_w)
+    sv2 = jnp.exp(both[..., 1] + (m.g + 3.0) * ln_w)
+    separate = jnp.where(inside & (w_R > 0), jnp.stack([sigma, sv2]), 0.0)
+    proj = m._projected(x)
+    return ours, general, m._projected_model(x)[:2], separate, proj
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.5, 14.0), st.floats(0.0, 1.0))
+@example(14.0, 1.0)
+@example(0.5, 0.0)
+def test_emulated_moments_and_projection_equal_the_general_paths(w0, q):
+    """The emulator's own rho, rho v2r, rho v2t (series) equal ClusterModel's moments.py path,
+    and its one-pass projection equals W from _state plus the two projected series, to 1e-12
+    over radii from the centre to beyond rt."""
+    g = float(q * emu.g_hi(w0))
+    ours, general, proj_model, separate, proj = _general_paths(w0, g)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(general), rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(np.asarray(proj_model), np.asarray(separate), rtol=1e-12,
+                               atol=0.0)
+    sigma, sv2 = np.asarray(separate)
+    v2p = np.where(sigma > 0, sv2 / np.where(sigma > 0, sigma, 1.0), 0.0)
+    np.testing.assert_allclose(np.asarray(proj.v2p), v2p, rtol=1e-12, atol=0.0)
+    np.testing.assert_allclose(np.asarray(proj.Sigma), sigma, rtol=1e-12, atol=0.0)
+    np.testing.assert_array_equal(np.asarray(proj.v2R), np.asarray(proj.v2p))
+    np.testing.assert_array_equal(np.asarray(proj.v2T), np.asarray(proj.v2p))
+
+
+def _everything(w0, g):
+    m = emu._emulate(TABLE, w0, g)
+    r = jnp.geomspace(1e-3, 0.999, 30) * jnp.exp(m.ln_rt)
+    prof, proj = m._profiles(r), m._projected(r)
+    return jnp.concatenate([prof.rho, prof.v2, prof.mc, proj.Sigma, proj.v2p,
+                            jnp.stack([m.rt, m.rh, m.M, m.K])])
+
+
+def _summary(w0, g):
+    return jnp.sum(jnp.log(_everything(w0, g)))
+
+
+def test_a_vmapped_batch_equals_single_models():
+    """A batch (vmap: table cells read by a loop, series summed in chunks of models) gives
+    the single-model values and gradients; 130 models so that one chunk is partial."""
+    rng = np.random.default_rng(4)
+    w0 = rng.uniform(0.5, 14.0, 130)
+    g = rng.uniform(0.0, 1.0, 130) * np.asarray(emu.g_hi(jnp.asarray(w0)))
+    batch = np.asarray(jax.jit(jax.vmap(_everything))(w0, g))
+    grads = jax.jit(jax.vmap(jax.grad(_summary, argnums=(0, 1))))(w0, g)
+    fwd = jax.jit(jax.vmap(jax.jacfwd(_summary, argnums=(0, 1))))(w0, g)
+    one = jax.jit(_everything)
+    single = jax.jit(jax.grad(_summary, argnums=(0, 1)))
+    for i in [0, 57, 99, 100, 129]:
+        np.testing.assert_allclose(batch[i], np.asarray(one(w0[i], g[i])), rtol=1e-13)
+        ref = single(w0[i], g[i])
+        for k in range(2):
+            assert float(grads[k][i]) == pytest.approx(float(ref[k]), rel=1e-11)
+            assert float(fwd[k][i]) == pytest.approx(float(ref[k]), rel=1e-11)
+
+
+_everything_jit = jax.jit(_everything)
+_everything_jac = jax.jit(jax.jacrev(_everything, argnums=(0, 1)))
+
+
+@pytest.mark.parametrize("w0, g", [(6.3, 1.4), (0.8, 0.05), (12.5, 0.3)])
+def test_profile_gradients_match_finite_differences(w0, g):
+    """d/d(W0, g) of rho, v2, mc, Sigma, v2p at 30 radii and of the scalars: reverse mode
+    against central differences."""
+    jac = _everything_jac(w0, g)
+    for i, h in enumerate([1e-4, 1e-5]):
+        args = [w0, g]
+        args[i] += h
+        up = np.asarray(_everything_jit(*args))
+        args[i] -= 2 * h
+        down = np.asarray(_everything_jit(*args))
+        fd = (up - down) / (2 * h)
+        np.testing.assert_allclose(np.asarray(jac[i]), fd, rtol=2e-5,
+                                   atol=1e-7 * np.max(np.abs(fd)))

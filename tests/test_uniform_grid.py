@@ -102,3 +102,41 @@ def test_matmul_constant_value_and_derivatives_are_the_plain_product():
     dx = jnp.ones_like(x)
     np.testing.assert_allclose(jax.jvp(lambda x: matmul_constant(x, mj, mtj), (x,), (dx,))[1],
                                dx @ m, rtol=1e-13)
+
+
+def test_bicubic_hermite_under_vmap_equals_one_point_at_a_time():
+    """Under vmap the cells are read by a loop over the batch (custom_vmap); values, forward
+    and reverse derivatives, nested vmap and a batch of tables agree with single points."""
+    rng = np.random.default_rng(5)
+    xn, yn = np.linspace(0.5, 14.0, 12), np.linspace(0.0, 1.0, 9)
+    ax, ay = uniform_axis("x", xn), uniform_axis("y", yn)
+    f = rng.normal(size=(12, 9, 2, 3))
+    stack = jnp.asarray(bicubic_stack(f, rng.normal(size=f.shape), rng.normal(size=f.shape),
+                                      rng.normal(size=f.shape), ax, ay))
+    x = jnp.asarray(np.concatenate([[3.3], rng.uniform(0.0, 15.0, 6)]))  # some outside
+    y = jnp.asarray(rng.uniform(-0.1, 1.0, 7))
+
+    def one(s, t, table=stack):
+        return bicubic_hermite(s, t, ax, ay, table)
+
+    single = np.stack([np.asarray(one(a, b)) for a, b in zip(x, y, strict=True)])
+    tol = {"rtol": 1e-13, "atol": 1e-14}  # rounding: fused (jit) against op by op
+    np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(one))(x, y)), single, **tol)
+    nested = jax.vmap(jax.vmap(one))(x.reshape(7, 1), y.reshape(7, 1))
+    np.testing.assert_allclose(np.asarray(nested)[:, 0], single, **tol)
+    tables = jnp.stack([stack, 2.0 * stack])
+    np.testing.assert_allclose(np.asarray(jax.vmap(lambda a, b, s: one(a, b, s))(
+        x[:2], y[:2], tables)), single[:2] * np.array([1.0, 2.0])[:, None, None], **tol)
+    jac_fwd = jax.vmap(jax.jacfwd(one, argnums=(0, 1)))(x, y)
+    jac_rev = jax.vmap(jax.jacrev(one, argnums=(0, 1)))(x, y)
+    for i, (a, b) in enumerate(zip(x, y, strict=True)):
+        ref = jax.jacrev(one, argnums=(0, 1))(a, b)
+        for k in range(2):
+            np.testing.assert_allclose(np.asarray(jac_fwd[k][i]), np.asarray(ref[k]), rtol=1e-13,
+                                       atol=1e-13)
+            np.testing.assert_allclose(np.asarray(jac_rev[k][i]), np.asarray(ref[k]), rtol=1e-13,
+                                       atol=1e-13)
+    # and the derivative itself, against central differences inside a cell
+    h = 1e-6
+    fd = (one(x[0] + h, y[0]) - one(x[0] - h, y[0])) / (2 * h)
+    np.testing.assert_allclose(np.asarray(jac_rev[0][0]), np.asarray(fd), rtol=1e-6, atol=1e-8)

@@ -35,13 +35,16 @@ import interpax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
+from jax.scipy.special import digamma, gammaln
 
 from dastro.clusters.df_local import _log_e_h
 from dastro.clusters.solver import (
     G_MAX_TABLE,
     G_MODEL,
     ClusterModel,
+    Projected,
     _check_scalar,
     _is_concrete,
     g_max_isotropic,
@@ -169,12 +172,13 @@ def save_table(path: Path, arrays: dict, meta: dict) -> None:
 
 class EmulatorTable(eqx.Module):
     """The loaded table: node grids and the bicubic spline over (W0, q) (values and slopes
-    per cell width stacked, see :func:`uniform_grid.bicubic_stack`)."""
+    per cell width stacked, see :func:`uniform_grid.bicubic_stack`), of the rows of
+    :func:`unpack` with each of the four series' node values replaced by its Chebyshev
+    coefficients in x = 2 tau - 1."""
 
     w0_nodes: jax.Array
     q_nodes: jax.Array
     tau_nodes: jax.Array
-    cheb_matrix: jax.Array
     stack: jax.Array  # (n_W0, n_q, 4, row length)
     w0_axis: UniformAxis = eqx.field(static=True)
     q_axis: UniformAxis = eqx.field(static=True)
@@ -187,7 +191,7 @@ class EmulatorTable(eqx.Module):
 
     def rows(self, W0, q):
         """The interpolated table row at scalar (W0, q) (clipped to the grid), in the layout
-        of :func:`unpack`."""
+        of :func:`unpack` with Chebyshev coefficients for the node values."""
         return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
 
 
@@ -244,8 +248,15 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
         axes = (uniform_axis("W0", arrays["w0_nodes"]), uniform_axis("q", arrays["q_nodes"]))
     except ValueError as err:
         raise _table_error(path, str(err)) from None
+    # The spline along (W0, q) is linear in the node values and the Chebyshev coefficients are
+    # a linear map of them along tau: the two commute, so the stack holds the coefficients
+    # and a model needs no matrix product (values agree to rounding, ~1e-15).
+    f = arrays["f"].copy()
+    cheb = chebyshev_coefficient_matrix(n_tau)
+    series = f[..., :4 * n_tau].reshape(f.shape[:2] + (4, n_tau))
+    f[..., :4 * n_tau] = (series @ cheb.T).reshape(f.shape[:2] + (4 * n_tau,))
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
-        stack = _bicubic_stack(arrays["w0_nodes"], arrays["q_nodes"], arrays["f"], *axes)
+        stack = _bicubic_stack(arrays["w0_nodes"], arrays["q_nodes"], f, *axes)
     g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
@@ -253,7 +264,6 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     return EmulatorTable(
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
-        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
         stack=jnp.asarray(stack), w0_axis=axes[0], q_axis=axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
@@ -274,9 +284,31 @@ def _clenshaw(tau, coef):
         b1, b2 = b
         return jnp.take(coef, n - 1 - i, axis=-1) + x2 * b1 - b2, b1
 
-    # partly unrolled: fully unrolled runs faster but compiles much longer
-    b1, b2 = jax.lax.fori_loop(0, n - 1, step, (zero, zero), unroll=8)
+    # unrolled by a divisor of the step count: XLA fuses leftover steps into the consumers,
+    # where each is recomputed for every use (it cost more than the loop)
+    b1, b2 = jax.lax.fori_loop(0, n - 1, step, (zero, zero), unroll=_unroll(n - 1))
     return coef[..., 0] + 0.5 * x2 * b1 - b2
+
+
+def _unroll(steps: int, most: int = 8) -> int:
+    return max(k for k in range(1, most + 1) if steps % k == 0)
+
+
+#: Models per chunk when a batch of series is summed (see _clenshaw_chunked).
+_CHUNK = 100
+
+
+def _clenshaw_chunked_rule(axis_size, in_batched, tau, coef):
+    # Each Clenshaw step is one pass over all points of the batch: for 1000 models x 100
+    # radii x 3 series that array (2.4 MB) leaves the L2 cache at every one of 95 steps.
+    # Chunks of models keep it there.
+    tau, coef = (x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+                 for x, b in zip((tau, coef), in_batched, strict=True))
+    return jax.lax.map(lambda a: _clenshaw(*a), (tau, coef), batch_size=_CHUNK), True
+
+
+_clenshaw_chunked = custom_vmap(_clenshaw)
+_clenshaw_chunked.def_vmap(_clenshaw_chunked_rule)
 
 
 @functools.cache
@@ -289,7 +321,7 @@ def _derivative_matrix(n: int) -> np.ndarray:
 @jax.custom_jvp
 def _chebyshev_series(tau, coef):
     """Chebyshev series sum_j coef[..., j] T_j(2 tau - 1) at tau (any shape)."""
-    return _clenshaw(tau, coef)
+    return _clenshaw_chunked(tau, coef)
 
 
 @functools.partial(_chebyshev_series.defjvp, symbolic_zeros=True)
@@ -300,14 +332,15 @@ def _chebyshev_jvp(primals, tangents):
     tau, coef = primals
     d_tau, d_coef = tangents
     if isinstance(d_tau, SymbolicZero):  # fixed points (e.g. grid nodes): no slope needed
-        value = _clenshaw(tau, coef)
+        value = _clenshaw_chunked(tau, coef)
         tangent = jnp.zeros_like(value)
     else:
         deriv = coef @ jnp.asarray(_derivative_matrix(coef.shape[-1]).T)
-        both = _clenshaw(jnp.expand_dims(tau, -1), jnp.stack([coef, deriv], axis=-2))
-        value, slope = both[..., 0], 2.0 * both[..., 1]
+        both = _clenshaw_chunked(tau[None], jnp.stack([coef, deriv]))
+        value, slope = both[0], 2.0 * both[1]
         tangent = slope * d_tau
     if not isinstance(d_coef, SymbolicZero):
+        # the plain loop: reverse mode transposes this term, which custom_vmap cannot
         tangent = tangent + _clenshaw(tau, d_coef)
     return value, tangent
 
@@ -315,6 +348,86 @@ def _chebyshev_jvp(primals, tangents):
 # jitted so that eager calls (numpyro's initialisation, tests) reuse one executable per shape
 # instead of tracing and compiling the loop again at every call; inlined under an outer jit
 _chebyshev = jax.jit(_chebyshev_series)
+
+
+def _series_at(tau, coefs):
+    """Several Chebyshev series at the same points: coefs (S, n) -> (S,) + tau.shape.
+
+    The points are the minor axis of every array in the recurrence (vectorised loops),
+    not the few series.
+    """
+    tau = jnp.asarray(tau)
+    return _chebyshev(tau, coefs.reshape((coefs.shape[0],) + (1,) * tau.ndim + coefs.shape[-1:]))
+
+
+#: Terms of the power series of E_h(W), h >= 5/2: the truncation error is below 1e-17 for
+#: W <= 14 (about 55 terms reach it; the rest is margin).
+_N_MOMENT_TERMS = 64
+
+
+def _series_coefficients(h, n_terms):
+    """c_n = 1 / ((h + 1) ... (h + n)), n = 0 .. n_terms, for scalar h > -1; shape (n + 1,)."""
+    inv = 1.0 / (h + jnp.arange(1.0, n_terms + 1.0))
+    return jnp.concatenate([jnp.ones(1), jnp.cumprod(inv)]), inv
+
+
+def _horner(c, x):
+    """sum_n c[n] x^n at x (any shape), unrolled: one fused pass over the points."""
+    acc = c[-1] * jnp.ones_like(x)
+    for k in range(c.shape[0] - 2, -1, -1):
+        acc = acc * x + c[k]
+    return acc
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _moment_integrals(g, w, n_terms=_N_MOMENT_TERMS):
+    """(E_{g+3/2}(W), E_{g+5/2}(W)) for scalar g >= 0 and W > 0 (any shape).
+
+    These are moments.density_integral(W, g) and the isotropic
+    moments.second_moment_integrals(W, g)[0]: with h = g + 5/2 and the power series
+    E_h(W) = W^h / Gamma(h + 1) S(h, W), S(h, W) = sum_n W^n / ((h + 1) ... (h + n)), and
+    S(h - 1, W) = 1 + W S(h, W) / h, one series gives both, as sums of positive terms (no
+    cancellation near W = 0). The series' coefficients depend on g only, so each point costs
+    n_terms multiply-adds; jax's gammainc runs a while loop per point, slow under vmap.
+    """
+    h = g + 2.5
+    c, _ = _series_coefficients(h, n_terms)
+    s = _horner(c, w)
+    p = jnp.exp((h - 1.0) * jnp.log(w) - gammaln(h))  # W^(h-1) / Gamma(h)
+    ws = w * s / h
+    return p * (1.0 + ws), p * ws
+
+
+@functools.partial(_moment_integrals.defjvp, symbolic_zeros=True)
+def _moment_integrals_jvp(n_terms, primals, tangents):
+    # Closed forms instead of differentiating the series (with p = W^(h-1) / Gamma(h)):
+    #   dE_h/dW = E_{h-1},  dE_{h-1}/dW = E_{h-1} + (h - 1) p / W,
+    #   dE_h/dh = p W / h [(ln W - psi(h) - 1/h) S + dS/dh],
+    #   dE_{h-1}/dh = p (ln W - psi(h)) (1 + W S / h) + p W / h (dS/dh - S / h),
+    # dS/dh = sum_n c_n' W^n with c_n' = -c_n sum_{k<=n} 1 / (h + k), again per model.
+    g, w = primals
+    dg, dw = tangents
+    h = g + 2.5
+    c, inv = _series_coefficients(h, n_terms)
+    s = _horner(c, w)
+    ln_w = jnp.log(w)
+    p = jnp.exp((h - 1.0) * ln_w - gammaln(h))
+    ws = w * s / h
+    e1, e2 = p * (1.0 + ws), p * ws
+    t1 = jnp.zeros_like(e1)
+    t2 = jnp.zeros_like(e2)
+    if not isinstance(dw, SymbolicZero):
+        t1 = t1 + (e1 + (h - 1.0) * p / w) * dw
+        t2 = t2 + e1 * dw
+    if not isinstance(dg, SymbolicZero):
+        dc = -c * jnp.concatenate([jnp.zeros(1), jnp.cumsum(inv)])
+        ds = _horner(dc, w)
+        psi = digamma(h)
+        d1 = p * (ln_w - psi) * (1.0 + ws) + p * w / h * (ds - s / h)
+        d2 = p * w / h * ((ln_w - psi - 1.0 / h) * s + ds)
+        t1 = t1 + d1 * dg
+        t2 = t2 + d2 * dg
+    return (e1, e2), (t1, t2)
 
 
 class EmulatedLoweredIsothermal(ClusterModel):
@@ -336,27 +449,53 @@ class EmulatedLoweredIsothermal(ClusterModel):
         tau = self._tau(t)
         edge_factor = -jnp.expm1(t - self.ln_rt)  # 1 - r / rt
         # both series in one pass over the points
-        both = _chebyshev(jnp.expand_dims(tau, -1), jnp.stack([self.w_coef, self.ln_gm_coef],
-                                                               axis=-2))
-        return edge_factor * both[..., 0], both[..., 1]
+        both = _series_at(tau, jnp.stack([self.w_coef, self.ln_gm_coef]))
+        return edge_factor * both[0], both[1]
+
+    def _moments_model(self, x, w):
+        """rho, rho v2r, rho v2t (model units) at potential w (any shape; x unused, isotropic):
+        moments.py's closed forms, summed by :func:`_moment_integrals`."""
+        inside = w > 0
+        rho, rv2r = _moment_integrals(self.g, jnp.where(inside, w, 1.0))
+        rv2t = 2.0 * rv2r  # doubled before the division, as in moments.py: beta is then 0
+        rho, rv2r, rv2t = (jnp.where(inside, v, 0.0) / self.rho0_integral
+                           for v in (rho, rv2r, rv2t))
+        return rho, rv2r, rv2t
+
+    def _projection_series(self, t):
+        """(W, ln Sigma_reg, ln Sv2_reg) at t = ln R in [ln r_in, ln rt): the W series and the
+        two projected series in one pass over the points."""
+        three = _series_at(self._tau(t), jnp.stack(
+            [self.w_coef, self.ln_sigma_coef, self.ln_sv2_coef]))
+        return -jnp.expm1(t - self.ln_rt) * three[0], three[1], three[2]
 
     def _projected_model(self, R):
-        """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one radius R from the table."""
+        """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at model radii R (any shape), from the
+        table; shape (4,) + R.shape."""
         rt = jnp.exp(self.ln_rt)
         inside = R < rt
         # Sigma is even in R: below r_in it equals its value at r_in to O((R/r0)^2) <= 1e-6.
         R_in = jnp.clip(R, R_IN, None)
         R_in = jnp.where(inside, R_in, 0.5 * rt)
-        tau = self._tau(jnp.log(R_in))
-        w, _ = self._state(R_in)
+        w, ln_sigma_reg, ln_sv2_reg = self._projection_series(jnp.log(R_in))
         w_safe = jnp.where(w > 0, w, 1.0)
         ln_w = jnp.log(w_safe)
-        both = _chebyshev(jnp.expand_dims(tau, -1),
-                          jnp.stack([self.ln_sigma_coef, self.ln_sv2_coef], axis=-2))
-        sigma = jnp.exp(both[..., 0] + (self.g + 2.0) * ln_w)
-        sv2 = jnp.exp(both[..., 1] + (self.g + 3.0) * ln_w)
+        sigma = jnp.exp(ln_sigma_reg + (self.g + 2.0) * ln_w)
+        sv2 = jnp.exp(ln_sv2_reg + (self.g + 3.0) * ln_w)
         value = jnp.stack([sigma, sv2, sv2, sv2])
         return jnp.where(inside & (w > 0), value, 0.0)
+
+    def _projected(self, R) -> Projected:
+        # one vectorised call instead of the base class's vmap over single radii, which put
+        # the four quantities (not the radii) on the minor axis of every array
+        X = jnp.asarray(R, float) / self.length_unit
+        sigma, sv2 = self._projected_model(X)[:2]
+        has_mass = sigma > 0
+        v2p = jnp.where(has_mass, sv2 / jnp.where(has_mass, sigma, 1.0), 0.0)
+        v2p = v2p * self.velocity2_unit
+        out = Projected(Sigma=sigma * self.mass_unit / self.length_unit**2, v2p=v2p, v2R=v2p,
+                        v2T=v2p)
+        return jax.tree_util.tree_map(self._nan_if_invalid, out)
 
     def _rhp(self):
         return self._nan_if_invalid(self.rhp_model * self.length_unit)
@@ -417,6 +556,12 @@ class GriddedEmulatedLoweredIsothermal(EmulatedLoweredIsothermal):
         ]
         return -jnp.expm1(t - self.ln_rt) * values[0], values[1]
 
+    def _projection_series(self, t):
+        # W from the grid, as for the intrinsic profiles
+        w, _ = self._state_between(t)
+        both = _series_at(self._tau(t), jnp.stack([self.ln_sigma_coef, self.ln_sv2_coef]))
+        return w, both[0], both[1]
+
 
 @functools.cache
 def _grid_matrix(n_coef: int, n_grid: int) -> np.ndarray:
@@ -463,8 +608,7 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
     n = table.n_tau
     scalars = row[4 * n:]
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_rhp = (scalars[i] for i in range(N_SCALARS))
-    # node values -> Chebyshev coefficients of the four series, one product
-    coef = matmul_constant(row[:4 * n].reshape(4, n), table.cheb_matrix.T, table.cheb_matrix)
+    coef = row[:4 * n].reshape(4, n)
     k = jnp.exp(ln_k)
     one = jnp.ones_like(W0)
     return EmulatedLoweredIsothermal(

@@ -82,7 +82,7 @@ from dastro.clusters.emulator import (
     q_from_g,
 )
 from dastro.clusters.moments import density_integral, second_moment_integrals
-from dastro.clusters.solver import G_MODEL, _check_scalar, _is_concrete
+from dastro.clusters.solver import G_MODEL, ClusterModel, Projected, _check_scalar, _is_concrete
 from dastro.clusters.uniform_grid import UniformAxis, matmul_constant, uniform_axis
 
 __all__ = ["AnisoTable", "EmulatedAnisotropic", "emulate_aniso", "g_hi_aniso", "g_max_aniso",
@@ -451,6 +451,11 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         rho = density_integral(w, self.g, p2) / self.rho0_integral
         rv2r, rv2t = second_moment_integrals(w, self.g, p2)
         return rho, rv2r / self.rho0_integral, rv2t / self.rho0_integral
+
+    def _projected(self, R) -> Projected:
+        # the base class's vmap over single radii (the isotropic model's _projected calls
+        # _projected_model once on all radii; this one takes one radius)
+        return ClusterModel._projected(self, R)
 
     def _projected_model(self, R):
         """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at one radius R from the table."""
