@@ -314,7 +314,9 @@ def test_a_vmapped_batch_equals_single_models():
     one = jax.jit(_everything)
     single = jax.jit(jax.grad(_summary, argnums=(0, 1)))
     for i in [0, 57, 99, 100, 129]:
-        np.testing.assert_allclose(batch[i], np.asarray(one(w0[i], g[i])), rtol=1e-13)
+        # rounding differs between the two programs; near rt (rho ~ W^(g+3/2), W -> 0) it is
+        # amplified to ~1e-12
+        np.testing.assert_allclose(batch[i], np.asarray(one(w0[i], g[i])), rtol=1e-11)
         ref = single(w0[i], g[i])
         for k in range(2):
             assert float(grads[k][i]) == pytest.approx(float(ref[k]), rel=1e-11)
