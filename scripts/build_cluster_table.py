@@ -5,7 +5,8 @@ emulator's validity edge, 0.05 below the largest finite g; see emulator.g_from_q
 (dastro.clusters.solver) is run and stored:
 - W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of the radial coordinate
   tau = ln(r / r_in) / ln(rt / r_in), r_in = 1e-3 r0 (first kind, no node at rt);
-- the scalars ln rt, ln rh, ln(G M), U / (G M^2 / rh), K / (G M^2 / rh), ln rhp;
+- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln rhp, on a grid 3 times finer in W0 and
+  q (emulator.SCALAR_REFINEMENT) whose g_max(W0) is the emulator's (emulator.g_max_slopes);
 - the projected quantities ln Sigma(R) and ln(Sigma v2p) at the same tau nodes in R (for
   isotropic models v2R = v2T = v2p), regularised at the edge (see emulator.py).
 The emulator interpolates along W0 and q with the tensor-product not-a-knot cubic spline
@@ -30,6 +31,7 @@ from tqdm import tqdm
 import dastro
 from dastro.clusters import emulator as emu
 from dastro.clusters.solver import _solve, g_max_isotropic
+from dastro.clusters.uniform_grid import cubic_hermite
 
 OUT = Path(dastro.__file__).parent / "data" / emu.TABLE_NAME
 
@@ -41,9 +43,19 @@ def _node_quantities(model, tau_nodes):
     r = jnp.exp(t)
     w, gm = model._state(r)
     proj = model._projected(r)
-    rhp = model._rhp() / model.length_unit
-    scal = emu.pack_scalars(model, rhp)
-    return emu.pack(w, jnp.log(gm), proj, model.g, scal, r / jnp.exp(ln_rt))
+    return emu.pack(w, jnp.log(gm), proj, model.g, r / jnp.exp(ln_rt))
+
+
+def _scalars(model):
+    return emu.pack_scalars(model, model._rhp() / model.length_unit)
+
+
+def _solve_row(w0, g):
+    models = jax.vmap(lambda w, gg: _solve(w, gg, None, 1e-12, 1e-14))(
+        jnp.full(len(g), w0), jnp.asarray(g))
+    if not bool(jnp.all(models.valid)):
+        raise RuntimeError(f"invalid model in the table at W0={w0}")
+    return models
 
 
 def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Path = OUT):
@@ -55,19 +67,24 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
 
     quantities = jax.jit(jax.vmap(lambda m: _node_quantities(m, jnp.asarray(tau_nodes))))
     table = []
-    for w0, gm in tqdm(list(zip(w0_nodes, g_max, strict=True)), desc="solving W0 rows"):
-        g = emu.g_from_q(q_nodes, gm)
-        models = jax.vmap(lambda w, gg: _solve(w, gg, None, 1e-12, 1e-14))(
-            jnp.full(n_q, w0), jnp.asarray(g))
-        if not bool(jnp.all(models.valid)):
-            raise RuntimeError(f"invalid model in the table at W0={w0}")
-        table.append(np.asarray(quantities(models)))
-    f = np.stack(table)  # (n_w0, n_q, n_values)
+    for w0, gm in tqdm(list(zip(w0_nodes, g_max, strict=True)), desc="profiles, W0 rows"):
+        table.append(np.asarray(quantities(_solve_row(w0, emu.g_from_q(q_nodes, gm)))))
+    f = np.stack(table)  # (n_w0, n_q, 4 n_tau)
+
+    # the scalars on the finer grid, with the emulator's g_max(W0) between the W0 nodes
+    w0_fine, q_fine = emu.refined_nodes(w0_nodes), emu.refined_nodes(q_nodes)
+    slopes = emu.g_max_slopes(w0_nodes, g_max)
+    g_max_fine = np.asarray(cubic_hermite(jnp.asarray(w0_fine), w0_nodes, g_max, slopes))
+    scalars = jax.jit(jax.vmap(_scalars))
+    fine = []
+    for w0, gm in tqdm(list(zip(w0_fine, g_max_fine, strict=True)), desc="scalars, W0 rows"):
+        fine.append(np.asarray(scalars(_solve_row(w0, emu.g_from_q(q_fine, gm)))))
     arrays = {
         "w0_nodes": w0_nodes, "q_nodes": q_nodes, "tau_nodes": tau_nodes, "g_max": g_max,
-        "f": f,
+        "f": f, "scalars_fine": np.stack(fine),
     }
-    meta = emu.make_metadata(arrays, n_tau=n_tau, build_seconds=time.time() - t_start)
+    meta = emu.make_metadata(arrays, n_tau=n_tau, scalar_refinement=emu.SCALAR_REFINEMENT,
+                             build_seconds=time.time() - t_start)
     emu.save_table(out, arrays, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.time() - t_start:.0f} s)")
     if n_check:
@@ -86,7 +103,7 @@ def main():
     parser.add_argument("--n-q", type=int, default=41)
     parser.add_argument("--n-tau", type=int, default=96)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--check", type=int, default=1000,
+    parser.add_argument("--check", type=int, default=10000,
                         help="random draws for the stored accuracy table")
     args = parser.parse_args()
     build(args.n_w0, args.n_q, args.n_tau, args.check, out=args.out)

@@ -6,9 +6,12 @@ are closed-form functions of the potential W (``moments.py``), so per model the 
 - the projected surface density and Sigma v2p at the same nodes in R, divided by their
   behaviour at the edge, W(R)^(g+2) and W(R)^(g+3) (for rho ~ W^(g+3/2)), so that what is
   interpolated stays smooth up to rt; for isotropic models v2R = v2T = v2p;
-- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln rhp (model units).
+- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln rhp (model units), on a grid
+  SCALAR_REFINEMENT = 3 times finer: near rt the profiles' relative errors are rt / (rt - r)
+  times that of rt.
 The nodes are tabulated on a grid of (W0, q), q = ln(1 - g/g_max) / ln(0.05/g_max) with
-g_max(W0) the shipped isotropic edge of the family (``solver.g_max_isotropic``), so the validity
+g_max(W0) the isotropic edge of the family (``solver.g_max_isotropic`` at the table's W0 nodes,
+splined with its knots there: :func:`g_max_slopes`), so the validity
 box is a rectangle: 0.5 <= W0 <= 14 and 0 <= g <= g_max(W0) - 0.05. Along W0
 and q the emulator is a tensor-product cubic spline (bicubic Hermite patches with interpax's
 not-a-knot spline derivatives, ``uniform_grid.py``): C2 inside grid cells and C1 across them; along
@@ -53,13 +56,18 @@ from dastro.clusters.uniform_grid import (
     UniformAxis,
     bicubic_hermite,
     bicubic_stack,
+    cubic_hermite_uniform,
     matmul_constant,
     uniform_axis,
 )
 
 TABLE_NAME = "limepy_iso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-TABLE_VERSION = 2
+TABLE_VERSION = 3
+#: The scalars (ln rt, ...) are tabulated on a grid this many times finer in W0 and in q than
+#: the profiles: near rt a relative error e in rt is a relative error ~ e rt / (rt - r) in W
+#: (100 e at 0.99 rt), so rt must be far more accurate than the profiles' shapes.
+SCALAR_REFINEMENT = 3
 W0_MIN, W0_MAX = 0.5, 14.0
 #: The emulator stops this far below g_max(W0).
 G_MARGIN = 0.05
@@ -108,6 +116,28 @@ def q_from_g(g, g_max):
     return jnp.log1p(-g / g_max) / jnp.log(G_MARGIN / g_max)
 
 
+def refined_nodes(nodes, k: int = SCALAR_REFINEMENT) -> np.ndarray:
+    """Uniform nodes k times denser than ``nodes``, containing them."""
+    nodes = np.asarray(nodes, float)
+    return np.linspace(nodes[0], nodes[-1], k * (len(nodes) - 1) + 1)
+
+
+def g_max_slopes(w0_nodes, g_max_nodes) -> np.ndarray:
+    """Knot slopes of the emulator's own g_max(W0): the not-a-knot cubic spline through
+    g_max at the table's W0 nodes.
+
+    Not solver.g_max_isotropic itself (to which it agrees to ~5e-8): that spline has its knots
+    every 0.05 in W0, between the table's nodes, and its third derivative jumps there. Through
+    q(g, g_max) those jumps reach ln rt amplified by ~1 / (g_max - g) (rt diverges at g_max),
+    where the table's cubic cannot follow them. With the knots on the table's nodes the map
+    (W0, q) -> (W0, g) is one cubic in W0 per cell of either grid.
+    """
+    with jax.ensure_compile_time_eval():  # may be called inside a trace
+        spline = interpax.CubicSpline(jnp.asarray(w0_nodes, float),
+                                      jnp.asarray(g_max_nodes, float), bc_type="not-a-knot")
+        return np.asarray(spline(jnp.asarray(w0_nodes, float), 1))
+
+
 # ----------------------------------------------------------------------------- packing
 
 
@@ -119,8 +149,9 @@ def pack_scalars(model, rhp):
     ])
 
 
-def pack(w, ln_gm, proj, g, scalars, r_over_rt):
-    """One table row: [W/(1 - r/rt), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2p/W^(g+3)), scalars].
+def pack(w, ln_gm, proj, g, r_over_rt):
+    """One table row: [W/(1 - r/rt), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2p/W^(g+3))] at the
+    tau nodes (the scalars have their own, finer grid: :func:`pack_scalars`).
 
     W falls linearly to 0 at rt; dividing by 1 - r/rt keeps its relative accuracy up to the
     edge, where the Chebyshev interpolant's error is absolute.
@@ -130,14 +161,13 @@ def pack(w, ln_gm, proj, g, scalars, r_over_rt):
     ln_w = jnp.log(w)
     return jnp.concatenate([
         w / (1.0 - r_over_rt), ln_gm, jnp.log(sigma) - (g + 2.0) * ln_w,
-        jnp.log(sv2) - (g + 3.0) * ln_w, scalars,
+        jnp.log(sv2) - (g + 3.0) * ln_w,
     ])
 
 
 def unpack(row, n_tau):
-    """Split a row into (W/(1 - r/rt), ln GM, ln Sigma_reg, ln Sv2_reg, scalars)."""
-    parts = [row[..., i * n_tau:(i + 1) * n_tau] for i in range(4)]
-    return (*parts, row[..., 4 * n_tau:])
+    """Split a row into (W/(1 - r/rt), ln GM, ln Sigma_reg, ln Sv2_reg)."""
+    return tuple(row[..., i * n_tau:(i + 1) * n_tau] for i in range(4))
 
 
 # ----------------------------------------------------------------------------- the table
@@ -180,8 +210,13 @@ class EmulatorTable(eqx.Module):
     q_nodes: jax.Array
     tau_nodes: jax.Array
     stack: jax.Array  # (n_W0, n_q, 4, row length)
+    scalar_stack: jax.Array  # (n_W0 fine, n_q fine, 4, N_SCALARS)
+    g_max_nodes: jax.Array  # g_max at w0_nodes
+    g_max_slopes: jax.Array  # d g_max / d W0 there (see g_max_slopes)
     w0_axis: UniformAxis = eqx.field(static=True)
     q_axis: UniformAxis = eqx.field(static=True)
+    w0_fine_axis: UniformAxis = eqx.field(static=True)
+    q_fine_axis: UniformAxis = eqx.field(static=True)
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
 
@@ -193,6 +228,14 @@ class EmulatorTable(eqx.Module):
         """The interpolated table row at scalar (W0, q) (clipped to the grid), in the layout
         of :func:`unpack` with Chebyshev coefficients for the node values."""
         return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
+
+    def scalars(self, W0, q):
+        """ln rt, ln rh, ln GM, ln(-U), ln K, ln rhp at scalar (W0, q), from the finer grid."""
+        return bicubic_hermite(W0, q, self.w0_fine_axis, self.q_fine_axis, self.scalar_stack)
+
+    def g_max(self, W0):
+        """The emulator's g_max(W0) (see :func:`g_max_slopes`); W0 clipped to the grid."""
+        return cubic_hermite_uniform(W0, self.w0_axis, self.g_max_nodes, self.g_max_slopes)
 
 
 def _table_error(path, what):
@@ -230,7 +273,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            keys = ["w0_nodes", "q_nodes", "tau_nodes", "g_max", "f"]
+            keys = ["w0_nodes", "q_nodes", "tau_nodes", "g_max", "f", "scalars_fine"]
             arrays = {k: np.asarray(data[k], dtype=np.float64) for k in keys}
     except Exception as err:  # noqa: BLE001 -- any read failure is a corrupt table
         raise _table_error(path, f"cannot be read ({err})") from None
@@ -241,22 +284,27 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
         raise _table_error(path, "its arrays do not match the SHA-256 in its metadata "
                                  "(corrupt or edited)")
     n_tau = len(arrays["tau_nodes"])
-    if arrays["f"].shape[-1] != 4 * n_tau + N_SCALARS:
+    if arrays["f"].shape[-1] != 4 * n_tau:
         raise _table_error(path, f"rows have {arrays['f'].shape[-1]} values, expected "
-                                 f"{4 * n_tau + N_SCALARS}")
+                                 f"{4 * n_tau}")
     try:
         axes = (uniform_axis("W0", arrays["w0_nodes"]), uniform_axis("q", arrays["q_nodes"]))
     except ValueError as err:
         raise _table_error(path, str(err)) from None
+    w0_fine, q_fine = refined_nodes(arrays["w0_nodes"]), refined_nodes(arrays["q_nodes"])
+    if arrays["scalars_fine"].shape != (len(w0_fine), len(q_fine), N_SCALARS):
+        raise _table_error(path, f"scalars_fine has shape {arrays['scalars_fine'].shape}, "
+                                 f"expected {(len(w0_fine), len(q_fine), N_SCALARS)}")
+    fine_axes = (uniform_axis("W0", w0_fine), uniform_axis("q", q_fine))
     # The spline along (W0, q) is linear in the node values and the Chebyshev coefficients are
     # a linear map of them along tau: the two commute, so the stack holds the coefficients
     # and a model needs no matrix product (values agree to rounding, ~1e-15).
-    f = arrays["f"].copy()
+    f = arrays["f"]
     cheb = chebyshev_coefficient_matrix(n_tau)
-    series = f[..., :4 * n_tau].reshape(f.shape[:2] + (4, n_tau))
-    f[..., :4 * n_tau] = (series @ cheb.T).reshape(f.shape[:2] + (4 * n_tau,))
+    f = (f.reshape(f.shape[:2] + (4, n_tau)) @ cheb.T).reshape(f.shape)
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
         stack = _bicubic_stack(arrays["w0_nodes"], arrays["q_nodes"], f, *axes)
+        scalar_stack = _bicubic_stack(w0_fine, q_fine, arrays["scalars_fine"], *fine_axes)
     g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
@@ -264,7 +312,10 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     return EmulatorTable(
         w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
-        stack=jnp.asarray(stack), w0_axis=axes[0], q_axis=axes[1],
+        stack=jnp.asarray(stack), scalar_stack=jnp.asarray(scalar_stack),
+        g_max_nodes=jnp.asarray(arrays["g_max"]),
+        g_max_slopes=jnp.asarray(g_max_slopes(arrays["w0_nodes"], arrays["g_max"])),
+        w0_axis=axes[0], q_axis=axes[1], w0_fine_axis=fine_axes[0], q_fine_axis=fine_axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
 
@@ -600,15 +651,15 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
     W0 = jnp.asarray(W0, float)
     g = jnp.asarray(g, float)
     w_in = jnp.clip(W0, W0_MIN, W0_MAX)
-    gm = g_max_isotropic(w_in)
+    gm = table.g_max(w_in)
     g_in = jnp.clip(g, 0.0, gm - G_MARGIN)
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & (g >= 0.0) & (g <= gm - G_MARGIN)
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
     row = table.rows(w_in, q_in)
     n = table.n_tau
-    scalars = row[4 * n:]
+    scalars = table.scalars(w_in, q_in)
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_rhp = (scalars[i] for i in range(N_SCALARS))
-    coef = row[:4 * n].reshape(4, n)
+    coef = row.reshape(4, n)  # the stack holds Chebyshev coefficients (see load_table)
     k = jnp.exp(ln_k)
     one = jnp.ones_like(W0)
     return EmulatedLoweredIsothermal(
@@ -624,9 +675,11 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
 _emulate_jit = eqx.filter_jit(_emulate)
 
 
-def g_hi(W0) -> jax.Array:
-    """Upper edge of the emulator's box in g at W0: g_max(W0) - 0.05."""
-    return g_max_isotropic(jnp.asarray(W0, float)) - G_MARGIN
+def g_hi(W0, table: EmulatorTable | None = None) -> jax.Array:
+    """Upper edge of the emulator's box in g at W0: g_max(W0) - 0.05 (the table's g_max,
+    within ~5e-8 of solver.g_max_isotropic; W0 clipped to [0.5, 14])."""
+    table = load_table() if table is None else table
+    return table.g_max(jnp.asarray(W0, float)) - G_MARGIN
 
 
 def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
@@ -654,7 +707,7 @@ def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
     _check_scalar("g", g, lower=0.0, lower_open=False, upper=3.5, upper_open=True)
     model = _emulate_jit(table, W0, g)
     if _is_concrete(model.valid) and not bool(model.valid):
-        edge = float(g_hi(W0))
+        edge = float(g_hi(W0, table))
         raise ValueError(f"g = {float(g):g} is outside the emulator box at W0 = {float(W0):g}: "
                          f"g must be <= g_max(W0) - {G_MARGIN} = {edge:.6f}; use "
                          "dastro.clusters.solve near g_max")
@@ -668,10 +721,12 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
                      progress: bool = False) -> dict:
     """Relative errors of the emulator against the exact solver over n random models.
 
-    Draws W0 ~ U(0.5, 14) and g ~ U(0, g_hi(W0)); compares rt, rh, M, U, K, rhp and the
+    Draws W0 ~ U(0.5, 14) and g ~ U(0, g_hi(W0)); compares rt, rh, M, U, K, rhp, the DF
+    normalisation A (s^2 = 1 in model units, exactly) and the
     profiles phi, rho, mc, v2 (at 40 radii) and Sigma, v2p (at 20 radii) in relative terms at
     r <= 0.99 rt; beyond, in absolute terms in units of their central value (mc: relative
-    everywhere).
+    everywhere). For isotropic models v2r = v2t = v2 / 3 and v2R = v2T = v2p, so their errors
+    are those of v2 and v2p.
     Returns {"n": n, "quantities": {name: {"median", "p99", "max"}}}.
     """
     from dastro.clusters.solver import _solve
@@ -679,11 +734,10 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
     table = load_table() if table is None else table
     rng = np.random.default_rng(seed)
     W0 = rng.uniform(W0_MIN, W0_MAX, n)
-    g = rng.uniform(0.0, 1.0, n) * np.asarray(g_hi(jnp.asarray(W0)))
+    g = rng.uniform(0.0, 1.0, n) * np.asarray(g_hi(jnp.asarray(W0), table))
     frac = np.concatenate([np.geomspace(1e-3, 0.99, 36), [0.993, 0.996, 0.999, 0.9999]])
     frac_p = np.concatenate([[0.0], np.geomspace(1e-3, 0.99, 17), [0.995, 0.999]])
 
-    @eqx.filter_jit
     def compare(w0, gg):
         exact = _solve(w0, gg, None, 1e-12, 1e-14)
         emu = _emulate(table, w0, gg)
@@ -693,23 +747,34 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
         pe, pm = exact._profiles(r), emu._profiles(r)
         qe, qm = exact._projected(R), emu._projected(R)
         scal = [(exact.rt, emu.rt), (exact.rh, emu.rh), (exact.M, emu.M), (exact.U, emu.U),
-                (exact.K, emu.K), (exact._rhp(), emu._rhp())]
+                (exact.K, emu.K), (exact._rhp(), emu._rhp()), (exact.A, emu.A)]
         prof = [(pe.phi, pm.phi), (pe.rho, pm.rho), (pe.mc, pm.mc), (pe.v2, pm.v2),
                 (qe.Sigma, qm.Sigma), (qe.v2p, qm.v2p)]
         return scal, prof
 
-    names_s = ["rt", "rh", "M", "U", "K", "rhp"]
+    chunk = min(n, 100)  # draws per compiled batch (one program; the last chunk is padded)
+    batched = eqx.filter_jit(jax.vmap(compare))
+    results = []
+    starts = range(0, n, chunk)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="accuracy check")
+    for i in starts:
+        w_c, g_c = W0[i:i + chunk], g[i:i + chunk]
+        pad = chunk - w_c.size
+        w_c = np.concatenate([w_c, np.full(pad, w_c[0])])
+        g_c = np.concatenate([g_c, np.full(pad, g_c[0])])
+        out = jax.tree_util.tree_map(np.asarray, batched(jnp.asarray(w_c), jnp.asarray(g_c)))
+        for k in range(chunk - pad):
+            results.append(jax.tree_util.tree_map(lambda a, k=k: a[k], out))
+
+    names_s = ["rt", "rh", "M", "U", "K", "rhp", "A"]
     names_p = ["phi", "rho", "mc", "v2", "Sigma", "v2p"]
     errors = {k: [] for k in names_s + names_p}
     inner = frac <= 0.99
     inner_p = frac_p <= 0.99
-    it = range(n)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc="accuracy check")
-    for i in it:
-        scal, prof = compare(jnp.asarray(W0[i]), jnp.asarray(g[i]))
+    for scal, prof in results:
         for k, (a, b) in zip(names_s, scal, strict=True):
             errors[k].append(abs(float(b) / float(a) - 1.0))
         for k, (a, b) in zip(names_p, prof, strict=True):

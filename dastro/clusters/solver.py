@@ -700,7 +700,9 @@ def solve_batch(W0, g, ra=None, *, rtol: float = 1e-11, atol: float = 1e-13):
 
 
 _SCAN_STEP = 0.01
-_G_SCAN = np.arange(0.0, G_UPPER, _SCAN_STEP)
+_G_SCAN = np.linspace(0.0, G_UPPER, int(round(G_UPPER / _SCAN_STEP)) + 1)  # G_UPPER included
+#: Points of the fine rescan before the first pole (fixed: one compiled scan).
+_FINE_SCAN_POINTS = 81
 
 
 @functools.lru_cache(maxsize=4)
@@ -716,48 +718,35 @@ def _ln_rt(W0, g, ra):
     return float(_solve(*_as_arrays(W0, g, ra), 1e-10, 1e-12).ln_rt_or_inf)
 
 
-def find_g_max(W0, ra=None, *, tol: float = 1e-8) -> float:
-    """The first g at which rt(g) diverges, for fixed (W0, ra): the edge of the model family.
-
-    rt grows with g and diverges at g_max. Beyond it the ODE can again reach W = 0 (rt(g)
-    has further poles, with "islands" of solutions of rt ~ 1e5 - 1e10 r0 between them), but
-    those are no longer the continuation of the finite family: astro-limepy reports them
-    "converged" at e.g. (W0, g) = (7, 2.5). Found by a scan of rt(g) in steps of 0.01, a
-    golden-section search for the first pole (rt > 1e10 r0 or a local maximum of rt above
-    1e8 r0), and a bisection of its rising side.
-    """
-    _check_scalar("W0", W0, lower=0.0, upper=W0_MAX)
-    if ra is not None:
-        _check_scalar("ra", ra, lower=0.0, allow_inf=True)
-    W0 = float(W0)
+def _scan_ln_rt(W0: float, g_values: np.ndarray, ra) -> np.ndarray:
+    """ln(rt / r0) (inf where W does not reach 0) at fixed (W0, ra) for many g, batched."""
     if ra is None:
-        ln_rt = np.asarray(_scan_solver(True)(jnp.full(_G_SCAN.size, W0), jnp.asarray(_G_SCAN)))
-    else:
-        ln_rt = np.asarray(_scan_solver(False)(jnp.asarray(W0), jnp.asarray(_G_SCAN),
-                                               jnp.asarray(float(ra))))
-    if not np.isfinite(ln_rt[0]):
-        return 0.0
+        return np.asarray(_scan_solver(True)(jnp.full(g_values.size, W0), jnp.asarray(g_values)))
+    return np.asarray(_scan_solver(False)(jnp.asarray(W0), jnp.asarray(g_values),
+                                          jnp.asarray(float(ra))))
+
+
+def _pole_in_scan(W0: float, ra, scan_g: np.ndarray, ln_rt: np.ndarray, tol: float):
+    """The first pole of rt(g) seen in a scan: ("bracket", lo, hi) with rt finite at lo and
+    infinite at hi, ("peak", g) for a finite maximum of rt above 1e8 r0 (a pole the solver
+    cannot resolve), or None. Local maxima of rt below that are bumps and skipped."""
     ln_big = math.log(1e8)
-    for i in range(1, _G_SCAN.size):
+    for i in range(1, scan_g.size):
         if not np.isfinite(ln_rt[i]):
-            lo, hi = _G_SCAN[i - 1], _G_SCAN[i]
-            break
-        peak = (i + 1 < _G_SCAN.size and ln_rt[i] > ln_rt[i - 1] and ln_rt[i] >= ln_rt[i + 1])
+            return "bracket", scan_g[i - 1], scan_g[i]
+        peak = i + 1 < scan_g.size and ln_rt[i] > ln_rt[i - 1] and ln_rt[i] >= ln_rt[i + 1]
         if not peak:
             continue
         # Golden-section search for the maximum of ln rt in the bracket around the peak.
-        a, b = _G_SCAN[i - 1], _G_SCAN[i + 1]
+        a, b = scan_g[i - 1], scan_g[i + 1]
         invphi = (math.sqrt(5.0) - 1.0) / 2.0
         c, d = b - invphi * (b - a), a + invphi * (b - a)
         fc, fd = _ln_rt(W0, c, ra), _ln_rt(W0, d, ra)
-        found = None
         for _ in range(80):
             if not math.isfinite(fc):
-                found = c
-                break
+                return "bracket", scan_g[i - 1], c
             if not math.isfinite(fd):
-                found = d
-                break
+                return "bracket", scan_g[i - 1], d
             if fc > fd:
                 b, d, fd = d, c, fc
                 c = b - invphi * (b - a)
@@ -768,13 +757,42 @@ def find_g_max(W0, ra=None, *, tol: float = 1e-8) -> float:
                 fd = _ln_rt(W0, d, ra)
             if b - a < tol:
                 break
-        if found is not None:
-            lo, hi = _G_SCAN[i - 1], found
-            break
         if max(fc, fd) > ln_big:
-            return float(0.5 * (a + b))
-    else:
+            return "peak", 0.5 * (a + b)
+    return None
+
+
+def find_g_max(W0, ra=None, *, tol: float = 1e-8) -> float:
+    """The first g at which rt(g) diverges, for fixed (W0, ra): the edge of the model family.
+
+    rt grows with g and diverges at g_max. Beyond it the ODE can again reach W = 0 (rt(g)
+    has further poles, with "islands" of solutions of rt ~ 1e5 - 1e10 r0 between them), but
+    those are no longer the continuation of the finite family: astro-limepy reports them
+    "converged" at e.g. (W0, g) = (7, 2.5). Found by a scan of rt(g) in steps of 0.01, a
+    finer rescan (steps <= 5e-4) of the 0.02 before the first pole it sees (at small W0 the
+    poles lie closer than 0.01), a golden-section search for the pole (rt infinite, or a
+    local maximum of rt above 1e8 r0), and a bisection of its rising side.
+    """
+    _check_scalar("W0", W0, lower=0.0, upper=W0_MAX)
+    if ra is not None:
+        _check_scalar("ra", ra, lower=0.0, allow_inf=True)
+    W0 = float(W0)
+    coarse = _scan_ln_rt(W0, _G_SCAN, ra)
+    if not np.isfinite(coarse[0]):
+        return 0.0
+    first = _pole_in_scan(W0, ra, _G_SCAN, coarse, tol)
+    if first is None:
         return float(G_UPPER)
+    # At small W0 the poles crowd together (at W0 = 0.3 the first lies within 0.01 of the
+    # second, and the coarse scan stepped over it): rescan the coarse steps before the pole
+    # 20 times finer.
+    end = float(first[2]) if first[0] == "bracket" else float(first[1]) + _SCAN_STEP
+    fine_g = np.linspace(max(float(first[1]) - 2 * _SCAN_STEP, 0.0), end, _FINE_SCAN_POINTS)
+    fine = _pole_in_scan(W0, ra, fine_g, _scan_ln_rt(W0, fine_g, ra), tol)
+    found = fine if fine is not None else first
+    if found[0] == "peak":
+        return float(found[1])
+    _, lo, hi = found
     while hi - lo > tol:
         mid = 0.5 * (lo + hi)
         if math.isfinite(_ln_rt(W0, mid, ra)):
@@ -796,18 +814,24 @@ def _g_max_table():
         return None
     with np.load(path) as data:
         w0_nodes, g_nodes = np.asarray(data["W0"], float), np.asarray(data["g_max"], float)
-    # monotone cubic (interpax's slopes, computed once), evaluated by uniform_grid
+    # Not-a-knot cubic spline (interpax's knot slopes, computed once), evaluated by
+    # uniform_grid. Not a monotone cubic: its slopes are only O(h^2) accurate and it flattens
+    # at the minimum near W0 = 7.9, errors of 3e-7 to 6e-5 that wiggle from node to node; the
+    # emulator's q = ln(1 - g/g_max) / ln(0.05/g_max) passes them on to ln rt amplified by
+    # ~1/(g_max - g). The spline follows find_g_max to ~1e-8 between nodes.
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
-        slopes = np.asarray(interpax.approx_df(jnp.asarray(w0_nodes), jnp.asarray(g_nodes),
-                                               method="monotonic", axis=0))
+        spline = interpax.CubicSpline(jnp.asarray(w0_nodes), jnp.asarray(g_nodes),
+                                      bc_type="not-a-knot")
+        slopes = np.asarray(spline(jnp.asarray(w0_nodes), 1))
     return w0_nodes, g_nodes, slopes
 
 
 def g_max_isotropic(W0) -> jax.Array:
-    """g_max(W0) of isotropic models from the shipped table (monotone cubic in W0; jit-able).
+    """g_max(W0) of isotropic models from the shipped table (cubic spline in W0; jit-able).
 
     Built by scripts/build_g_max_table.py with :func:`find_g_max` (to 1e-8); between nodes the
-    interpolation is good to ~1e-4. Below the first node the first node's value is used.
+    not-a-knot spline agrees with find_g_max to ~1e-8 (tested). Below the first node the first
+    node's value is used.
     """
     table = _g_max_table()
     if table is None:

@@ -20,8 +20,8 @@ import numpy as np
 from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
-__all__ = ["UniformAxis", "bicubic_hermite", "bicubic_stack", "cubic_hermite", "matmul_constant",
-           "uniform_axis"]
+__all__ = ["UniformAxis", "bicubic_hermite", "bicubic_stack", "cubic_hermite",
+           "cubic_hermite_uniform", "matmul_constant", "uniform_axis"]
 
 
 class UniformAxis(NamedTuple):
@@ -82,6 +82,15 @@ def cubic_hermite(x, nodes, values, slopes):
     values, slopes = jnp.asarray(values), jnp.asarray(slopes)
     return (b[0] * values[i] + b[1] * values[i + 1]
             + width * (b[2] * slopes[i] + b[3] * slopes[i + 1]))
+
+
+def cubic_hermite_uniform(x, axis: UniformAxis, values, slopes):
+    """:func:`cubic_hermite` on the uniform nodes of ``axis`` (cell by arithmetic)."""
+    i, t = _cell(jnp.asarray(x, float), axis)
+    b = _basis(t)
+    values, slopes = jnp.asarray(values), jnp.asarray(slopes)
+    return (b[0] * values[i] + b[1] * values[i + 1]
+            + axis.step * (b[2] * slopes[i] + b[3] * slopes[i + 1]))
 
 
 def bicubic_stack(f, fx, fy, fxy, x_axis: UniformAxis, y_axis: UniformAxis) -> np.ndarray:
