@@ -353,6 +353,9 @@ def _clenshaw_chunked_rule(axis_size, in_batched, tau, coef):
     # Each Clenshaw step is one pass over all points of the batch: for 1000 models x 100
     # radii x 3 series that array (2.4 MB) leaves the L2 cache at every one of 95 steps.
     # Chunks of models keep it there.
+    if jax.default_backend() != "cpu":  # accelerators: one pass over the whole batch
+        return jax.vmap(_clenshaw, in_axes=tuple(0 if b else None for b in in_batched))(
+            tau, coef), True
     tau, coef = (x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
                  for x, b in zip((tau, coef), in_batched, strict=True))
     return jax.lax.map(lambda a: _clenshaw(*a), (tau, coef), batch_size=_CHUNK), True

@@ -111,13 +111,15 @@ def _weighted(stack, i, j, weights):
 
 
 def _loop_over_batch(fn, axis_size, in_batched, stack, *args):
-    """vmap rule: a loop over the batch (lax.map) when the table is shared.
+    """vmap rule on the CPU: a loop over the batch (lax.map) when the table is shared.
 
     vmap would turn the cell's dynamic_slice into one gather for the whole batch, which XLA's
     CPU backend copies element by element (and then reads back for the contraction): for the
     isotropic emulator's 50 kB patches that cost 25 us per model, the loop 4 us.
     """
-    if in_batched[0]:  # a batch of tables: the plain vmap
+    # a batch of tables, or an accelerator (where a loop would serialise the batch and the
+    # gather is cheap): the plain vmap
+    if in_batched[0] or jax.default_backend() != "cpu":
         return jax.vmap(fn, in_axes=tuple(0 if b else None for b in in_batched))(
             stack, *args), True
     args = [a if b else jnp.broadcast_to(a, (axis_size, *jnp.shape(a)))
