@@ -15,11 +15,24 @@ script checks the curve again: g_max(W0, s_max(W0)) must stay >= G_FLOOR - 0.05.
 
 g_max is tabulated on the grid (x, v), x = sqrt(W0), u = s / s_max(W0) = sin(V_A v) / sin(V_A)
 (u = 0: isotropic, by the same criterion, so g_max is smooth in u), and interpolated by the
-emulator with a C1 tensor-product cubic Hermite (emulator_aniso.hermite_weights). Its nodes
-are every other node of the emulator table's x axis and all of its v nodes, so the
-interpolated g_max -- and with it the map q -> g -- is a single cubic inside each table cell.
+emulator with a C1 tensor-product cubic Hermite (emulator_aniso.hermite_weights). The grid is
+finer than the emulator table's (121 x 37: every table node is a node here, with one node
+between table nodes in x and two in v), and each node is refined to 1e-9 in g: near q = 1 the
+table's ln rt depends on g_max(W0, ra) with a factor ~p / 0.05 (ln rt ~ p ln(g_max - g)), so
+the error of the interpolated g_max between nodes -- not only at them -- enters the emulator's
+ln rt about 20 times amplified. On the table's own grid (61 x 13) the cubic's error was up to
+~6e-4 in g at large W0 near the anisotropic edge (g_max falls from 2.39 to 1.6 within a few
+v cells there) and ~5e-5 near the minimum of g_max(W0) at W0 ~ 8; the first version used every
+other table node in x and tolerance 1e-5, which gave ln rt errors of up to ~1e-3 alternating
+in sign from one table cell to the next.
 
-Run:  python scripts/build_g_max_aniso_table.py [--n-x N] [--n-v N]  (about 8 min on one core)
+Each node: the first g at which rt(g) reaches 1e6 r0 (or the ODE no longer reaches W = 0),
+by regula falsi (Illinois) in a bracket around a guess, vectorised over the 121 W0 of one v
+column; the guess is the isotropic g_max at u = 0, else the extrapolation of the previous
+two columns; where the bracket does not hold, g_max_near (scan and bisection) takes over.
+
+Run:  python scripts/build_g_max_aniso_table.py [--n-x N] [--n-v N] [--tol T]
+      (about 25 min on one core)
 """
 
 from __future__ import annotations
@@ -119,6 +132,76 @@ def g_max_near(w0: float, ra: float, estimate: float, below: float = 0.15,
     return _bisect(w0, ra, float(grid[n_ok - 1]), float(grid[n_ok]), tol)
 
 
+def refine_edges(w0: np.ndarray, ra: np.ndarray, guess: np.ndarray, half_width,
+                 tol: float = 1e-9, max_iter: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """The edge of the finite family at many (W0, ra) at once, to ~`tol` in g: the first g at
+    which rt reaches 1e6 r0 (or the ODE no longer reaches W = 0, past a pole), the root of
+    h(g) = ln(1e6 r0) - ln rt(g) in the bracket guess -/+ half_width: the Illinois variant of
+    regula falsi, with bisection while the upper end is past a pole (h = -inf). Vectorised:
+    one batched solve (rtol 1e-12) per iteration for all lanes. Returns (g_max, ok); ok is
+    False where the bracket did not hold (its lower end not a member, or its upper end still
+    one) or did not converge: those lanes need g_max_near."""
+    scan = _scan_precise()
+    n = len(w0)
+    buckets = sorted({n, min(n, 32), min(n, 8)})
+
+    def h(g, lanes=None):
+        """h at g for the given lanes (all by default); the others are returned as NaN."""
+        idx = np.arange(n) if lanes is None else np.flatnonzero(lanes)
+        out = np.full(n, np.nan)
+        if idx.size == 0:
+            return out
+        size = next(b for b in buckets if b >= idx.size)
+        pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
+        ln_rt = np.asarray(scan(jnp.asarray(w0[pad]), jnp.asarray(g[pad]),
+                                jnp.asarray(ra[pad])))[:idx.size]
+        out[idx] = np.where(np.isfinite(ln_rt), LN_RT_BIG - ln_rt, -np.inf)
+        return out
+
+    lo = np.maximum(guess - half_width, 0.0)
+    hi = guess + half_width
+    h_lo, h_hi = h(lo), h(hi)
+    ok = (h_lo > 0) & (h_hi <= 0)
+    root = np.full(len(w0), np.nan)
+    last = np.zeros(len(w0))  # the end replaced last: -1 lo, +1 hi
+    with np.errstate(invalid="ignore", divide="ignore"):  # inf - inf in masked-out lanes
+        root, active = _illinois(h, lo, hi, h_lo, h_hi, ok.copy(), root, last, tol, max_iter)
+    return root, ok & ~active
+
+
+def _illinois(h, lo, hi, h_lo, h_hi, active, root, last, tol, max_iter):
+    """The iterations of refine_edges."""
+    for _ in range(max_iter):
+        if not np.any(active):
+            break
+        finite = np.isfinite(h_hi)
+        falsi = (lo * h_hi - hi * h_lo) / np.where(finite, h_hi - h_lo, 1.0)
+        width = hi - lo
+        mid = np.where(finite, np.clip(falsi, lo + 1e-4 * width, hi - 1e-4 * width),
+                       0.5 * (lo + hi))
+        mid = np.where(active, mid, lo)
+        h_mid = h(mid, active)
+        below = active & (h_mid > 0)
+        above = active & ~below
+        # Illinois: an end kept twice in a row has its value halved
+        h_hi = np.where(below & (last == -1), 0.5 * h_hi, h_hi)
+        h_lo = np.where(above & (last == 1), 0.5 * h_lo, h_lo)
+        lo, h_lo = np.where(below, mid, lo), np.where(below, h_mid, h_lo)
+        hi, h_hi = np.where(above, mid, hi), np.where(above, h_mid, h_hi)
+        last = np.where(below, -1, np.where(above, 1, last))
+        # converged: the bracket is below tol, or h(mid) puts mid within ~tol of the root
+        slope = np.where(np.isfinite(h_hi), (h_lo - h_hi) / np.maximum(hi - lo, 1e-300), 0.0)
+        close = active & ((hi - lo < tol) | (np.abs(h_mid) < 0.1 * tol * slope))
+        root = np.where(close, mid, root)
+        active &= ~close
+    return root, active
+
+
+@functools.cache
+def _scan_precise():
+    return jax.jit(jax.vmap(lambda w, g, ra: _solve(w, g, ra, 1e-12, 1e-14).ln_rt_or_inf))
+
+
 def _finite_up_to_floor(w0: float, s: float, g_floor: float) -> bool:
     """Whether g_max(W0, s) > g_floor: rt(g) finite, rising and < 1e6 r0 on [0, g_floor]."""
     grid = np.linspace(0.0, g_floor, 16)
@@ -141,8 +224,11 @@ def s_crit(w0: float, g_floor: float, hi: float = 1.0 + S_DELTA, tol: float = 2e
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-x", type=int, default=31, help="nodes in x = sqrt(W0)")
-    parser.add_argument("--n-v", type=int, default=13, help="nodes in v (see emulator_aniso)")
+    parser.add_argument("--n-x", type=int, default=121,
+                        help="nodes in x = sqrt(W0) (121: twice the table's density)")
+    parser.add_argument("--n-v", type=int, default=37,
+                        help="nodes in v (see emulator_aniso; 37: three times the table's)")
+    parser.add_argument("--tol", type=float, default=1e-9, help="tolerance in g")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
@@ -156,16 +242,39 @@ def main():
     margin = np.minimum(1.0, np.asarray(S_CRIT_V1) - S_DELTA) - np.asarray(ea.s_max(w_v1))
     if margin.min() < 0:
         raise RuntimeError(f"s_max(W0) above s_crit - {S_DELTA} at W0 = {w_v1[margin < 0]}")
-    grid = [(i, j) for i in range(len(w0)) for j in range(len(u))]
+    # Column by column in v (all W0 at once): the guess is the isotropic g_max (u = 0; that
+    # is the pole, which the 1e6 r0 cap can precede by ~1e-4) or the linear extrapolation of
+    # the previous two columns; a lane whose bracket fails falls back to g_max_near.
     g = np.zeros((len(w0), len(u)))
-    for i, j in tqdm(grid, desc="g_max(W0, u)"):
-        # the guess: isotropic g_max, then linear extrapolation along v
+    fallbacks = []
+    for j in tqdm(range(len(u)), desc=f"g_max(W0, u): {len(u)} columns of {len(w0)} W0"):
+        ra = np.array([ea.ra_from_s_np(u[j] * s) for s in s_max])  # inf at u = 0
         if j == 0:
-            guess = float(g_max_isotropic(float(w0[i])))
+            guess = np.asarray(g_max_isotropic(jnp.asarray(w0)))
+            half = np.full(len(w0), 0.01)
+        elif j == 1:
+            guess, half = g[:, 0], np.full(len(w0), 0.005)
         else:
-            guess = g[i, j - 1] if j == 1 else 2 * g[i, j - 1] - g[i, j - 2]
-        ra = ea.ra_from_s_np(u[j] * s_max[i])  # inf at u = 0: the same criterion, isotropic
-        g[i, j] = g_max_near(float(w0[i]), ra, min(guess, 3.45))
+            guess = 2 * g[:, j - 1] - g[:, j - 2]
+            prev = g[:, j - 1] - g[:, j - 2] - (g[:, j - 2] - g[:, j - 3] if j > 2 else 0.0)
+            half = 2e-3 + 3 * np.abs(prev)
+        col, ok = refine_edges(w0, ra, np.minimum(guess, 3.45), half, tol=args.tol)
+        for i in np.flatnonzero(~ok):
+            col[i] = g_max_near(float(w0[i]), float(ra[i]), min(float(guess[i]), 3.45),
+                                tol=args.tol)
+            fallbacks.append((float(w0[i]), float(u[j])))
+        g[:, j] = col
+    if fallbacks:
+        print(f"{len(fallbacks)} nodes by scan and bisection (bracket failed):", fallbacks)
+    if OUT.is_file():  # the shipped table, for comparison at the nodes both grids share
+        with np.load(OUT) as old:
+            gx, gv, gg = old["x_nodes"], old["v_nodes"], old["g_max"]
+        ix = [int(np.argmin(np.abs(x - a))) for a in gx]
+        iv = [int(np.argmin(np.abs(v - b))) for b in gv]
+        if np.allclose(x[ix], gx, atol=1e-12) and np.allclose(v[iv], gv, atol=1e-12):
+            diff = g[np.ix_(ix, iv)] - gg
+            print(f"new - shipped g_max at the shared nodes: {diff.min():.2e} to "
+                  f"{diff.max():.2e}")
     if np.any(np.diff(g, axis=1) > 1e-4):
         print("warning: g_max rises with anisotropy at", np.argwhere(np.diff(g, axis=1) > 1e-4))
     for w, s_ in [(2.0, 0.3), (9.0, 0.2)]:
@@ -176,8 +285,9 @@ def main():
         "made_by": "scripts/build_g_max_aniso_table.py",
         "dastro_version": dastro.__version__,
         "table_version": ea.G_MAX_TABLE_VERSION,
-        "definition": "first pole of rt(g) at fixed (W0, ra) (g_max_fast: rt > 1e6 r0, "
-                      "diverging or no longer rising, tol 1e-5); s = 1/(1 + log10 ra); "
+        "definition": "first g at which rt(g) reaches 1e6 r0 or diverges, at fixed (W0, ra) "
+                      f"(refine_edges: Illinois regula falsi on ln(1e6) - ln rt, solver rtol "
+                      f"1e-12, tol {args.tol:g}); s = 1/(1 + log10 ra); "
                       "s_max(W0) = (1 + (W0/c)^p)^(-1/p); u = s / s_max = sin(v_a v)/sin(v_a); "
                       "x = sqrt(W0)",
         "s_max": [ea.S_MAX_C, ea.S_MAX_P],
@@ -186,6 +296,7 @@ def main():
         "s_crit_v1": {"w0": w_v1.tolist(), "s_crit": S_CRIT_V1,
                       "min_margin_below_s_crit_minus_0.02": float(margin.min())},
         "sha256": ea.array_hash(arrays),
+        "fallback_nodes": fallbacks,
         "seconds": round(time.time() - t0, 1),
     }
     ea.save_npz(args.out, arrays, meta)

@@ -35,13 +35,38 @@ Table coordinates. The table is a rectangle in (x, w, v):
   they are flat in u).
 What limited the first slice (rt error p99 8.5e-3, max 3.7e-2) was not the interpolation order
 but kinks and noise in these coordinates: s_max(W0) was min(1, s_crit - 0.02) through nodes
-of s_crit bisected to 2e-3 (a kink at W0 ~ 3.8 and wiggles elsewhere), and g_max(W0, u) was a
-cubic Hermite on a coarser grid than the table's, whose curvature jumps inside table cells
-enter ln rt amplified by ~1 / 0.05 near q = 1. Now s_max is analytic and the g_max nodes are
-a subset of the table's nodes, so the map (x, w, v) -> (W0, g, ra) is one smooth function
-inside every table cell. The measured accuracy (table metadata; rt p99 5.5e-4, max 3.3e-3 at
-W0 = 12.8, g = 2.19 near g_max) is still short of the issue's 1e-4; the worst draws lie at large
-W0 near the pole, where the x grid is coarsest (0.38 in W0): not yet diagnosed further.
+of s_crit bisected to 2e-3 (a kink at W0 ~ 3.8 and wiggles elsewhere). Now s_max is analytic.
+
+g_max and the q coordinate (diagnosed for issue 3). Near q = 1 the table's ln rt is close to
+p ln(g_max_true - g) with g = g_max_ref - 0.05 (p ~ 1), so an error d of the g_max that
+defines q, between table nodes, enters ln rt as ~p d / 0.05, 20 times amplified. Sampled along
+lines in one table coordinate (100 points over 5 - 10 cells, the others fixed, against the
+exact solver at the same (W0, g, ra)), the version-2 table (61 x 15 x 13, g_max a cubic on
+every other x node and every v node, nodes bisected to 1e-5) had errors that vanished at the
+nodes and changed sign from one cell to the next: up to 9e-4 in ln rt along x at W0 ~ 10.5,
+q = 1 -- the g_max cubic's error, not the smooth O(h^4) error of the table, which along x at
+W0 = 12 - 14 is 1e-6 - 4e-6 per cell. Against g_max nodes refined to 1e-9, a cubic through
+the table's own 61 x 13 nodes is off by up to 8.5e-4 in g (W0 ~ 9, v ~ 0.45, where g_max
+starts to fall with anisotropy: flat in v up to u ~ 0.5, then down by 0.6 - 0.8 within a few
+v cells at large W0). Now:
+- g_max is tabulated on a grid 2 x 3 times denser (121 x 37 in (x, v); every table node is a
+  node), each node the first g at which rt reaches 1e6 r0, to 1e-9, and interpolated by a C2
+  quintic Hermite (:func:`quintic_weights`; on a grid of half the density its errors are <= 1e-4,
+  so ~2e-6 on the full grid if they fall as h^6): :func:`g_max_aniso`, the box edge.
+- The q coordinate uses g_max_ref = g_tab + q^4 (g_fine - g_tab) (:func:`_g_max_ref`), g_tab
+  the cubic through g_fine's values at the table's nodes. Both agree at the nodes, so the table
+  holds the same models either way. Measured (300 draws): with g_fine alone the error near
+  q = 1 falls (rt max 2.0e-3), but the table's function is less smooth in v at moderate q,
+  where g_fine's sharp turn with anisotropy enters g(q) (rt p99 9.0e-4); g_tab alone gives
+  rt p99 5.0e-4 and max 3.2e-3; the blend rt p99 4.7e-4, max 2.3e-3.
+What limits the table now is its resolution in v at W0 >~ 9, where the models turn anisotropic
+within one or two v cells: along v at a node of x and w (W0 = 12.9, q = 0.54) the error rises
+to 1.8e-3 between v nodes (u ~ 0.8), with no sign of noise below the cell scale. More v nodes
+(or a v coordinate that follows the turn, ra ~ rt) are the next step; the 19 nodes in w (15
+before) bring the error along w at q -> 1 from ~1.7e-4 per cell to ~6e-5 (estimated, h^4).
+Accuracy (table metadata, 300 draws, median / p99 / max): rt 1.7e-5 / 4.7e-4 / 2.3e-3, M
+9.7e-7 / 8.6e-5 / 2.8e-4, phi to 0.99 rt 1.7e-3 / 4.6e-2 / 0.23; the issue's 1e-4 is not
+reached.
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
@@ -92,7 +117,7 @@ TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
 TABLE_VERSION = 2
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
-G_MAX_TABLE_VERSION = 2
+G_MAX_TABLE_VERSION = 3
 #: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
 #: (g_max -> 0 as ra falls) the models change too fast with ra for the table (rt ~ 1e5 r0).
 G_FLOOR = 0.8
@@ -190,12 +215,74 @@ def hermite_weights(x, x0: float, h: float, n: int):
     return jnp.asarray(starts)[i], basis @ jnp.asarray(stencils)[i]
 
 
-def _interp_nd(f, axes, point):
-    """Tensor-product C1 Hermite interpolation of f[i0, i1, ..., values] at `point`."""
-    starts, weights = zip(*(hermite_weights(p, *ax) for p, ax in zip(point, axes, strict=True)),
+# ----------------------------------------------------------------------------- C2 quintic
+#: Stencil width of the quintic's node derivatives (sixth order) and its window per cell.
+_Q_STENCIL = 7
+_Q_WINDOW = 8
+
+
+@functools.cache
+def _fd_matrix_q(n: int, deriv: int) -> np.ndarray:
+    """(n, n) matrix of the deriv-th derivative (times h^deriv) at the nodes of a uniform grid,
+    from seven-point stencils (central inside, one-sided at the ends)."""
+    if n < _Q_WINDOW:
+        raise ValueError(f"a quintic axis needs at least {_Q_WINDOW} nodes, got {n}")
+    d = np.zeros((n, n))
+    for i in range(n):
+        lo = min(max(i - _Q_STENCIL // 2, 0), n - _Q_STENCIL)
+        offsets = np.arange(lo, lo + _Q_STENCIL) - i
+        vander = np.vander(offsets.astype(float), _Q_STENCIL, increasing=True).T
+        rhs = np.zeros(_Q_STENCIL)
+        rhs[deriv] = math.factorial(deriv)
+        d[i, lo:lo + _Q_STENCIL] = np.linalg.solve(vander, rhs)
+    return d
+
+
+@functools.cache
+def _quintic_stencils(n: int):
+    """Per cell i: the first node of its 8-node window and the (6, 8) weights of
+    (f_i, f_{i+1}, h f'_i, h f'_{i+1}, h^2 f''_i, h^2 f''_{i+1}) on that window."""
+    d1, d2 = _fd_matrix_q(n, 1), _fd_matrix_q(n, 2)
+    eye = np.eye(n)
+    starts = np.clip(np.arange(n - 1) - 3, 0, n - _Q_WINDOW)
+    weights = np.zeros((n - 1, 6, _Q_WINDOW))
+    for i in range(n - 1):
+        k = starts[i]
+        rows = [eye[i], eye[i + 1], d1[i], d1[i + 1], d2[i], d2[i + 1]]
+        for b, row in enumerate(rows):
+            assert not np.any(np.delete(row, np.arange(k, k + _Q_WINDOW))), (n, i, b)
+            weights[i, b] = row[k:k + _Q_WINDOW]
+    return starts.astype(np.int32), weights
+
+
+def quintic_weights(x, x0: float, h: float, n: int):
+    """(start, weights) as :func:`hermite_weights`, for the C2 quintic Hermite interpolant
+    whose node slopes and curvatures are sixth-order finite differences: O(h^6) where the
+    function is smooth (used for g_max, whose interpolation error enters ln rt amplified)."""
+    starts, stencils = _quintic_stencils(n)
+    y = (x - x0) / h
+    i = jnp.clip(jnp.floor(y), 0, n - 2).astype(jnp.int32)
+    t = y - i
+    t2 = t * t
+    t3 = t2 * t
+    t4 = t3 * t
+    t5 = t4 * t
+    basis = jnp.stack([
+        1 - 10 * t3 + 15 * t4 - 6 * t5, 10 * t3 - 15 * t4 + 6 * t5,
+        t - 6 * t3 + 8 * t4 - 3 * t5, -4 * t3 + 7 * t4 - 3 * t5,
+        0.5 * t2 - 1.5 * t3 + 1.5 * t4 - 0.5 * t5, 0.5 * t3 - t4 + 0.5 * t5,
+    ])
+    return jnp.asarray(starts)[i], basis @ jnp.asarray(stencils)[i]
+
+
+def _interp_nd(f, axes, point, weights_fn=hermite_weights):
+    """Tensor-product interpolation of f[i0, i1, ..., values] at `point`: C1 cubic Hermite
+    (default) or C2 quintic Hermite (``weights_fn=quintic_weights``)."""
+    starts, weights = zip(*(weights_fn(p, *ax) for p, ax in zip(point, axes, strict=True)),
                           strict=True)
     nd = len(axes)
-    block = jax.lax.dynamic_slice(f, (*starts, jnp.int32(0)), (6,) * nd + (f.shape[-1],))
+    width = weights[0].shape[-1]
+    block = jax.lax.dynamic_slice(f, (*starts, jnp.int32(0)), (width,) * nd + (f.shape[-1],))
     block = block.astype(float)
     for w in weights:
         block = jnp.tensordot(w, block, axes=(0, 0))
@@ -314,7 +401,8 @@ def ra_min(W0) -> jax.Array:
 
 def _g_max_xv(x, v):
     tab = _g_max_table()
-    return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.x_axis, tab.v_axis), (x, v))[0]
+    return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.x_axis, tab.v_axis), (x, v),
+                      weights_fn=quintic_weights)[0]
 
 
 def _g_max_u(W0, u):
@@ -322,7 +410,8 @@ def _g_max_u(W0, u):
 
 
 def g_max_aniso(W0, ra) -> jax.Array:
-    """g_max(W0, ra) inside the box (C1 interpolation of find_g_max; ra = inf isotropic)."""
+    """g_max(W0, ra) inside the box (C2 quintic interpolation of the tabulated edge of the
+    finite family, rt < 1e6 r0; ra = inf isotropic)."""
     W0 = jnp.clip(jnp.asarray(W0, float), W0_MIN, W0_MAX)
     u = jnp.clip(s_from_ra(ra) / s_max(W0), 0.0, 1.0)
     return _g_max_u(W0, u)
@@ -371,6 +460,7 @@ class AnisoTable(eqx.Module):
     f: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
+    g_max_nodes: jax.Array  # g_max at the table's (x, v) nodes (for :func:`_g_max_ref`)
     axes: tuple = eqx.field(static=True)  # (x0, h, n) for x = sqrt(W0), w (of q), v
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
@@ -424,9 +514,13 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
     x_end = axes[0][0] + axes[0][1] * (axes[0][2] - 1)
     if not (np.isclose(axes[0][0] ** 2, W0_MIN) and np.isclose(x_end**2, W0_MAX)):
         raise error("its W0 nodes do not span the box")
+    xv = np.meshgrid(arrays["x_nodes"], arrays["v_nodes"], indexing="ij")
+    g_nodes = np.asarray(jax.vmap(_g_max_xv)(jnp.asarray(xv[0].ravel()),
+                                             jnp.asarray(xv[1].ravel())))
     return AnisoTable(
         f=jnp.asarray(arrays["f"]), tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
-        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)), axes=axes,
+        cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
+        g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), axes=axes,
         n_tau=n_tau, meta=json.dumps(meta),
     )
 
@@ -473,6 +567,31 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         return jnp.where(inside & (w > 0), value, 0.0)
 
 
+#: Weight b(q) of the fine g_max in the reference g_max of the q coordinate (see _g_max_ref).
+BLEND_POWER = 4
+
+
+def _g_max_ref(table: AnisoTable, x, v, q, g_fine):
+    """The g_max that defines the q coordinate at (x, v, q): g_tab + q^BLEND_POWER (g_fine -
+    g_tab), where g_fine is the accurate g_max (:func:`_g_max_xv`, the box edge) and g_tab the
+    cubic through its values at the table's own nodes. Both agree at every table node, so the
+    tabulated models are the same for any q; between nodes g_fine puts q = 1 at 0.05 from the
+    true edge (an error there enters ln rt about 20 times amplified), while g_tab, smoother
+    on the table's scale, keeps the table's function smoother at moderate q (measured)."""
+    (x_axis, _, v_axis) = table.axes
+    g_tab = _interp_nd(table.g_max_nodes[..., None], (x_axis, v_axis), (x, v))[0]
+    return g_tab + q**BLEND_POWER * (g_fine - g_tab)
+
+
+def _q_of_g(table: AnisoTable, x, v, g, g_fine, n_iter: int = 4):
+    """q with g = g_from_q(q, _g_max_ref(table, x, v, q, g_fine)), by fixed-point iteration
+    from q at g_fine (a contraction: g_ref changes little with q)."""
+    q = jnp.clip(q_from_g(g, g_fine), 0.0, 1.0)
+    for _ in range(n_iter):
+        q = jnp.clip(q_from_g(g, _g_max_ref(table, x, v, q, g_fine)), 0.0, 1.0)
+    return q
+
+
 def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     W0 = jnp.asarray(W0, float)
     g = jnp.asarray(g, float)
@@ -488,7 +607,7 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
-    q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
+    q_in = _q_of_g(table, x_in, v_in, g_in, gm)
     row = _interp_nd(table.f, table.axes, (x_in, w_from_q(q_in), v_in))
     series, scalars = unpack(row, table.n_tau)
     coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
@@ -629,6 +748,9 @@ def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
                     "central value; worst = (W0, g, ra) of the max"}
 
 
-def g_from_q_u(q, W0, u):
-    """g at table coordinates (q, u) and W0 (for the build script)."""
-    return g_from_q(q, _g_max_u(jnp.asarray(W0, float), jnp.asarray(u, float)))
+def g_from_q_u(q, W0, u, table: AnisoTable | None = None):
+    """g at table coordinates (q, u) and W0 (the inverse of the emulator's q(g))."""
+    table = load_aniso_table() if table is None else table
+    x, v = x_from_w0(jnp.asarray(W0, float)), v_from_u(jnp.asarray(u, float))
+    q = jnp.asarray(q, float)
+    return g_from_q(q, _g_max_ref(table, x, v, q, _g_max_xv(x, v)))
