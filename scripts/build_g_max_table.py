@@ -2,9 +2,10 @@
 
 g_max(W0) is the first g at which the truncation radius rt(g) of the exact solution
 (dastro.clusters.solver) diverges; see dastro.clusters.solver.find_g_max. It is computed to
-1e-12 on W0 = 0.05, 0.1, ..., 14 and 14.5, 15, ..., 30 and interpolated by a not-a-knot cubic spline.
+1e-12 on W0 = 0.05, 0.1, ..., 14 and 14.5, 15, ..., 30 and interpolated by a not-a-knot cubic
+spline (solver.g_max_isotropic).
 
-Run:  python scripts/build_g_max_table.py   (about 10 minutes on 2 cores)
+Run:  python scripts/build_g_max_table.py   (about 5 minutes)
 """
 
 from __future__ import annotations

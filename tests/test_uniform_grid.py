@@ -165,7 +165,8 @@ def test_vmapped_cell_reads_agree_on_the_accelerator_path(monkeypatch):
     """On the CPU a vmapped batch reads the cells by a loop; elsewhere by the plain vmap
     (chosen at trace time from jax.default_backend): both give the single-point values."""
     rng = np.random.default_rng(2)
-    ax, ay = uniform_axis("W0", np.linspace(0.5, 14.0, 9)), uniform_axis("q", np.linspace(0, 1, 7))
+    ax = uniform_axis("W0", np.linspace(0.5, 14.0, 9))
+    ay = uniform_axis("q", np.linspace(0.0, 1.0, 7))
     stack = jnp.asarray(rng.normal(size=(9, 7, 4, 3)))
     x, y = jnp.asarray(rng.uniform(0.5, 14.0, 11)), jnp.asarray(rng.uniform(0.0, 1.0, 11))
 
@@ -176,6 +177,7 @@ def test_vmapped_cell_reads_agree_on_the_accelerator_path(monkeypatch):
     on_cpu = batch()
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     elsewhere = batch()
-    single = np.stack([np.asarray(bicubic_hermite(a, b, ax, ay, stack)) for a, b in zip(x, y)])
+    single = np.stack([np.asarray(bicubic_hermite(a, b, ax, ay, stack))
+                       for a, b in zip(x, y, strict=True)])
     np.testing.assert_allclose(on_cpu, single, rtol=1e-13)
     np.testing.assert_allclose(elsewhere, single, rtol=1e-13)
