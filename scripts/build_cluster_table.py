@@ -1,7 +1,8 @@
 """Build dastro/data/limepy_iso_table.npz: the isotropic lowered-isothermal emulator table.
 
-For every node of a (W0, q) grid, with g = g_max(W0) (1 - (0.05 / g_max(W0))^q) (q = 1 is the
-emulator's validity edge, 0.05 below the largest finite g; see emulator.g_from_q), the exact solver
+For every node of a (W0, w) grid, with q = emulator.q_from_w(w) (nodes denser in q at g = 0) and
+g = g_max(W0) (1 - (0.05 / g_max(W0))^q) (q = 1 is the emulator's validity edge, 0.05 below
+the largest finite g; see emulator.g_from_q), the exact solver
 (dastro.clusters.solver) is run and stored:
 - W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of the radial coordinate
   tau = ln(r / r_in) / ln(rt / r_in), r_in = 1e-3 r0 (first kind, no node at rt);
@@ -61,7 +62,8 @@ def _solve_row(w0, g):
 def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Path = OUT):
     t_start = time.time()
     w0_nodes = np.linspace(emu.W0_MIN, emu.W0_MAX, n_w0)
-    q_nodes = emu.q_nodes(n_q)
+    grid_w = emu.w_nodes(n_q)
+    q_nodes = emu.q_from_w(grid_w)
     tau_nodes = emu.chebyshev_nodes(n_tau)
     g_max = np.asarray(g_max_isotropic(jnp.asarray(w0_nodes)))
 
@@ -72,7 +74,7 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
     f = np.stack(table)  # (n_w0, n_q, 4 n_tau)
 
     # the scalars on the finer grid, with the emulator's g_max(W0) between the W0 nodes
-    w0_fine, q_fine = emu.refined_nodes(w0_nodes), emu.refined_nodes(q_nodes)
+    w0_fine, q_fine = emu.refined_nodes(w0_nodes), emu.q_from_w(emu.refined_nodes(grid_w))
     slopes = emu.g_max_slopes(w0_nodes, g_max)
     g_max_fine = np.asarray(cubic_hermite(jnp.asarray(w0_fine), w0_nodes, g_max, slopes))
     scalars = jax.jit(jax.vmap(_scalars))
@@ -80,7 +82,7 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
     for w0, gm in tqdm(list(zip(w0_fine, g_max_fine, strict=True)), desc="scalars, W0 rows"):
         fine.append(np.asarray(scalars(_solve_row(w0, emu.g_from_q(q_fine, gm)))))
     arrays = {
-        "w0_nodes": w0_nodes, "q_nodes": q_nodes, "tau_nodes": tau_nodes, "g_max": g_max,
+        "w0_nodes": w0_nodes, "w_nodes": grid_w, "tau_nodes": tau_nodes, "g_max": g_max,
         "f": f, "scalars_fine": np.stack(fine),
     }
     meta = emu.make_metadata(arrays, n_tau=n_tau, scalar_refinement=emu.SCALAR_REFINEMENT,

@@ -138,7 +138,7 @@ def test_gradient_is_continuous_across_a_cell_boundary():
     left = np.asarray(f(w_node - eps, 1.0))
     right = np.asarray(f(w_node + eps, 1.0))
     np.testing.assert_allclose(left, right, rtol=1e-6)
-    q_node = float(TABLE.q_nodes[10])
+    q_node = float(emu.q_from_w(TABLE.w_nodes[10]))
     g_node = float(emu.g_from_q(q_node, emu.g_hi(5.0) + emu.G_MARGIN))
     np.testing.assert_allclose(np.asarray(f(5.0, g_node - eps)), np.asarray(f(5.0, g_node + eps)),
                                rtol=1e-6)
@@ -159,7 +159,7 @@ def test_scalars_at_fine_nodes_are_the_exact_models(i, j):
     """At a node of the scalar grid (most are not nodes of the profile grid) the emulated
     scalars are the exact solver's at g = g_from_q(q, the emulator's g_max(W0))."""
     w0 = TABLE.w0_fine_axis.x0 + i * TABLE.w0_fine_axis.step
-    q = TABLE.q_fine_axis.x0 + j * TABLE.q_fine_axis.step
+    q = float(emu.q_from_w(TABLE.w_fine_axis.x0 + j * TABLE.w_fine_axis.step))
     g = float(emu.g_from_q(q, TABLE.g_max(w0)))
     exact = solve(w0, g, rtol=1e-12, atol=1e-14)
     fast = emu.emulate(w0, g)
@@ -378,3 +378,16 @@ def test_profile_gradients_match_finite_differences(w0, g):
         fd = (up - down) / (2 * h)
         np.testing.assert_allclose(np.asarray(jac[i]), fd, rtol=2e-5,
                                    atol=1e-7 * np.max(np.abs(fd)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 1.0))
+@example(0.0)
+@example(1.0)
+def test_truncation_grid_coordinate_inverts_and_differentiates(q):
+    """w_from_q inverts q_from_w to rounding, with derivative 1/q'(w) (finite at g = 0)."""
+    w = emu.w_from_q(q)
+    assert float(emu.q_from_w(w)) == pytest.approx(q, abs=1e-15)
+    slope = float(jax.grad(emu.w_from_q)(q))
+    assert slope == pytest.approx(1.0 / float(jax.grad(emu.q_from_w)(w)), rel=1e-12)
+    assert 1.0 / 1.23 < slope <= 3.0 + 1e-12

@@ -9,14 +9,15 @@ are closed-form functions of the potential W (``moments.py``), so per model the 
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln rhp (model units), on a grid
   SCALAR_REFINEMENT = 3 times finer: near rt the profiles' relative errors are rt / (rt - r)
   times that of rt.
-The nodes are tabulated on a grid of (W0, q), q = ln(1 - g/g_max) / ln(0.05/g_max) with
-g_max(W0) the isotropic edge of the family (``solver.g_max_isotropic`` at the table's W0 nodes,
-splined with its knots there: :func:`g_max_slopes`), so the validity
-box is a rectangle: 0.5 <= W0 <= 14 and 0 <= g <= g_max(W0) - 0.05. Along W0
-and q the emulator is a tensor-product cubic spline (bicubic Hermite patches with interpax's
-not-a-knot spline derivatives, ``uniform_grid.py``): C2 inside grid cells and C1 across them; along
-tau it is the Chebyshev interpolant, analytic. Outside the box, ``emulate`` raises a
-ValueError; under jit the model is flagged (``valid`` False, NaN outputs).
+The nodes are tabulated on a grid uniform in (W0, w), q = q_from_w(w) (denser in g at g = 0),
+q = ln(1 - g/g_max) / ln(0.05/g_max) with g_max(W0) the isotropic edge of the family
+(``solver.g_max_isotropic`` at the table's W0 nodes, splined with its knots there:
+:func:`g_max_slopes`), so the validity box is a rectangle: 0.5 <= W0 <= 14 and
+0 <= g <= g_max(W0) - 0.05. Along W0 and w the emulator is a tensor-product cubic spline
+(bicubic Hermite patches with interpax's not-a-knot spline derivatives, ``uniform_grid.py``):
+C2 inside grid cells and C1 across them; along tau it is the Chebyshev interpolant, analytic.
+Outside the box, ``emulate`` raises a ValueError; under jit the model is flagged (``valid``
+False, NaN outputs).
 
 The table lives in dastro/data/, is read lazily on first use, and is rebuilt by
 ``scripts/build_cluster_table.py``. Its metadata carries the grid, the code version that made
@@ -63,7 +64,7 @@ from dastro.clusters.uniform_grid import (
 
 TABLE_NAME = "limepy_iso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 #: The scalars (ln rt, ...) are tabulated on a grid this many times finer in W0 and in q than
 #: the profiles: near rt a relative error e in rt is a relative error ~ e rt / (rt - r) in W
 #: (100 e at 0.99 rt), so rt must be far more accurate than the profiles' shapes.
@@ -97,9 +98,42 @@ def chebyshev_coefficient_matrix(n: int) -> np.ndarray:
     return c
 
 
-def q_nodes(n: int) -> np.ndarray:
-    """Nodes of the truncation coordinate q in [0, 1] (uniform; see g_from_q)."""
+#: dq/dw of the table's grid coordinate w at g = 0 (see q_from_w): nodes 3 times denser in q.
+Q_SLOPE_AT_ZERO = 1.0 / 3.0
+
+
+def w_nodes(n: int) -> np.ndarray:
+    """Nodes of the table's truncation grid coordinate w in [0, 1] (uniform; see q_from_w)."""
     return np.linspace(0.0, 1.0, n)
+
+
+def q_from_w(w):
+    """q of the grid coordinate w: the cubic with q(0) = 0, q(1) = 1, dq/dw = 1/3 at w = 0
+    and 1 at w = 1 (between 1/3 and 1.22 inside).
+
+    In q the grid is coarsest in g at g = 0, dg/dq = g_max ln(g_max/0.05) ~ 14 (0.2 at the
+    edge), and the profiles' shapes change fastest with g there (terms like (1 - r/rt)^g): a
+    uniform q grid left errors of 5e-4 in the first cell. Near the edge the spacing is kept.
+    """
+    s0 = Q_SLOPE_AT_ZERO
+    return w * (s0 + w * ((2.0 - 2.0 * s0) + w * (s0 - 1.0)))
+
+
+def _dq_dw(w):
+    s0 = Q_SLOPE_AT_ZERO
+    return s0 + w * (2.0 * (2.0 - 2.0 * s0) + w * 3.0 * (s0 - 1.0))
+
+
+def w_from_q(q):
+    """Inverse of :func:`q_from_w` for q in [0, 1]: Newton from sqrt(q) (to rounding in 4
+    steps; 6 are taken), then one more step that carries the derivative dw/dq = 1/q'(w)."""
+    q = jnp.asarray(q, float)
+    w = jax.lax.stop_gradient(jnp.sqrt(jnp.clip(q, 0.0, 1.0)))
+    q_fixed = jax.lax.stop_gradient(q)
+    for _ in range(6):
+        w = w - (q_from_w(w) - q_fixed) / _dq_dw(w)
+    w = jax.lax.stop_gradient(w)
+    return w - (q_from_w(w) - q) / _dq_dw(w)
 
 
 def g_from_q(q, g_max):
@@ -207,16 +241,16 @@ class EmulatorTable(eqx.Module):
     coefficients in x = 2 tau - 1."""
 
     w0_nodes: jax.Array
-    q_nodes: jax.Array
+    w_nodes: jax.Array  # grid coordinate of the truncation (q = q_from_w(w))
     tau_nodes: jax.Array
     stack: jax.Array  # (n_W0, n_q, 4, row length)
     scalar_stack: jax.Array  # (n_W0 fine, n_q fine, 4, N_SCALARS)
     g_max_nodes: jax.Array  # g_max at w0_nodes
     g_max_slopes: jax.Array  # d g_max / d W0 there (see g_max_slopes)
     w0_axis: UniformAxis = eqx.field(static=True)
-    q_axis: UniformAxis = eqx.field(static=True)
+    w_axis: UniformAxis = eqx.field(static=True)
     w0_fine_axis: UniformAxis = eqx.field(static=True)
-    q_fine_axis: UniformAxis = eqx.field(static=True)
+    w_fine_axis: UniformAxis = eqx.field(static=True)
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
 
@@ -224,14 +258,14 @@ class EmulatorTable(eqx.Module):
     def metadata(self) -> dict:
         return json.loads(self.meta)
 
-    def rows(self, W0, q):
-        """The interpolated table row at scalar (W0, q) (clipped to the grid), in the layout
-        of :func:`unpack` with Chebyshev coefficients for the node values."""
-        return bicubic_hermite(W0, q, self.w0_axis, self.q_axis, self.stack)
+    def rows(self, W0, w):
+        """The interpolated table row at scalar (W0, w) (w = w_from_q(q); clipped to the grid),
+        in the layout of :func:`unpack` with Chebyshev coefficients for the node values."""
+        return bicubic_hermite(W0, w, self.w0_axis, self.w_axis, self.stack)
 
-    def scalars(self, W0, q):
-        """ln rt, ln rh, ln GM, ln(-U), ln K, ln rhp at scalar (W0, q), from the finer grid."""
-        return bicubic_hermite(W0, q, self.w0_fine_axis, self.q_fine_axis, self.scalar_stack)
+    def scalars(self, W0, w):
+        """ln rt, ln rh, ln GM, ln(-U), ln K, ln rhp at scalar (W0, w), from the finer grid."""
+        return bicubic_hermite(W0, w, self.w0_fine_axis, self.w_fine_axis, self.scalar_stack)
 
     def g_max(self, W0):
         """The emulator's g_max(W0) (see :func:`g_max_slopes`); W0 clipped to the grid."""
@@ -273,7 +307,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     try:
         with np.load(path) as data:
             meta = json.loads(str(data["meta"]))
-            keys = ["w0_nodes", "q_nodes", "tau_nodes", "g_max", "f", "scalars_fine"]
+            keys = ["w0_nodes", "w_nodes", "tau_nodes", "g_max", "f", "scalars_fine"]
             arrays = {k: np.asarray(data[k], dtype=np.float64) for k in keys}
     except Exception as err:  # noqa: BLE001 -- any read failure is a corrupt table
         raise _table_error(path, f"cannot be read ({err})") from None
@@ -288,14 +322,14 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
         raise _table_error(path, f"rows have {arrays['f'].shape[-1]} values, expected "
                                  f"{4 * n_tau}")
     try:
-        axes = (uniform_axis("W0", arrays["w0_nodes"]), uniform_axis("q", arrays["q_nodes"]))
+        axes = (uniform_axis("W0", arrays["w0_nodes"]), uniform_axis("w", arrays["w_nodes"]))
     except ValueError as err:
         raise _table_error(path, str(err)) from None
-    w0_fine, q_fine = refined_nodes(arrays["w0_nodes"]), refined_nodes(arrays["q_nodes"])
-    if arrays["scalars_fine"].shape != (len(w0_fine), len(q_fine), N_SCALARS):
+    w0_fine, w_fine = refined_nodes(arrays["w0_nodes"]), refined_nodes(arrays["w_nodes"])
+    if arrays["scalars_fine"].shape != (len(w0_fine), len(w_fine), N_SCALARS):
         raise _table_error(path, f"scalars_fine has shape {arrays['scalars_fine'].shape}, "
-                                 f"expected {(len(w0_fine), len(q_fine), N_SCALARS)}")
-    fine_axes = (uniform_axis("W0", w0_fine), uniform_axis("q", q_fine))
+                                 f"expected {(len(w0_fine), len(w_fine), N_SCALARS)}")
+    fine_axes = (uniform_axis("W0", w0_fine), uniform_axis("w", w_fine))
     # The spline along (W0, q) is linear in the node values and the Chebyshev coefficients are
     # a linear map of them along tau: the two commute, so the stack holds the coefficients
     # and a model needs no matrix product (values agree to rounding, ~1e-15).
@@ -303,19 +337,19 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     cheb = chebyshev_coefficient_matrix(n_tau)
     f = (f.reshape(f.shape[:2] + (4, n_tau)) @ cheb.T).reshape(f.shape)
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
-        stack = _bicubic_stack(arrays["w0_nodes"], arrays["q_nodes"], f, *axes)
-        scalar_stack = _bicubic_stack(w0_fine, q_fine, arrays["scalars_fine"], *fine_axes)
+        stack = _bicubic_stack(arrays["w0_nodes"], arrays["w_nodes"], f, *axes)
+        scalar_stack = _bicubic_stack(w0_fine, w_fine, arrays["scalars_fine"], *fine_axes)
     g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
                                  f"(dastro/data/{G_MAX_TABLE})")
     return EmulatorTable(
-        w0_nodes=jnp.asarray(arrays["w0_nodes"]), q_nodes=jnp.asarray(arrays["q_nodes"]),
+        w0_nodes=jnp.asarray(arrays["w0_nodes"]), w_nodes=jnp.asarray(arrays["w_nodes"]),
         tau_nodes=jnp.asarray(arrays["tau_nodes"]),
         stack=jnp.asarray(stack), scalar_stack=jnp.asarray(scalar_stack),
         g_max_nodes=jnp.asarray(arrays["g_max"]),
         g_max_slopes=jnp.asarray(g_max_slopes(arrays["w0_nodes"], arrays["g_max"])),
-        w0_axis=axes[0], q_axis=axes[1], w0_fine_axis=fine_axes[0], q_fine_axis=fine_axes[1],
+        w0_axis=axes[0], w_axis=axes[1], w0_fine_axis=fine_axes[0], w_fine_axis=fine_axes[1],
         n_tau=n_tau, meta=json.dumps(meta),
     )
 
@@ -658,9 +692,10 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
     g_in = jnp.clip(g, 0.0, gm - G_MARGIN)
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & (g >= 0.0) & (g <= gm - G_MARGIN)
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
-    row = table.rows(w_in, q_in)
+    w_grid = w_from_q(q_in)
+    row = table.rows(w_in, w_grid)
     n = table.n_tau
-    scalars = table.scalars(w_in, q_in)
+    scalars = table.scalars(w_in, w_grid)
     ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_rhp = (scalars[i] for i in range(N_SCALARS))
     coef = row.reshape(4, n)  # the stack holds Chebyshev coefficients (see load_table)
     k = jnp.exp(ln_k)
