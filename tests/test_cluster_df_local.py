@@ -116,6 +116,19 @@ def test_anisotropic_models_need_all_components():
     aniso = solve(6.0, 1.3, 5.0)
     with pytest.raises(ValueError, match="anisotropic"):
         log_density_local(aniso, 0.1, 0.2, 0.3, 0.1, 0.1, 0.1, True, True, False)
+    # complete data given as numpy mask arrays is accepted inside a trace (as in the fits),
+    # and gives the same density as with Python bools; traced masks are refused
+    x = np.array([0.1, 0.4])
+    full = np.ones(2, bool)
+
+    def density(masks):
+        return log_density_local(aniso, x, 0.2 * x, 0.3 * x, 0.1 * x, 0.1 * x, 0.1 * x, *masks)
+
+    inside_jit = jax.jit(lambda: density((full, full, full)))()
+    np.testing.assert_allclose(np.asarray(inside_jit), np.asarray(density((True,) * 3)),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="anisotropic"):
+        jax.jit(lambda m: density((m, full, full)))(full)
 
 
 def test_escape_radius_inverts_the_potential_and_differentiates():

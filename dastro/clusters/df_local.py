@@ -123,8 +123,11 @@ def log_density_local(model, x, y, z, vx, vy, vz, has_vx=True, has_vy=True, has_
     if not model.isotropic and not all(
         isinstance(m, bool) and m for m in (has_vx, has_vy, has_vz)
     ):
-        concrete = all(not isinstance(m, jax.core.Tracer) for m in masks)
-        if not concrete or not all(bool(np.all(np.asarray(m))) for m in masks):
+        # the caller's masks, not their jnp copies: under a trace jnp.asarray stages even a
+        # concrete numpy array as a tracer, which refused complete 6D data inside fits
+        given = (has_vx, has_vy, has_vz)
+        concrete = all(not isinstance(m, jax.core.Tracer) for m in given)
+        if not concrete or not all(bool(np.all(np.asarray(m))) for m in given):
             raise ValueError("anisotropic models need all three velocity components; make "
                              "the missing ones latent parameters of the fit")
     comps = [jnp.where(m, jnp.asarray(v, float), 0.0) for m, v in zip(masks, (vx, vy, vz),
