@@ -388,9 +388,11 @@ def _check_selection(m, run, names, seed=0):
 
 @pytest.mark.slow  # minutes of sampling; run by benchmarks/clusters_recovery.py
 def test_selection_recovers_rh(mock):
-    _, data = _check_selection(_take(mock, SLICES["selection"]), FAST,
-                               ["log10_rh", "log10_M"], seed=5)
-    assert 150 < data.n < 400
+    stars = _take(mock, SLICES["selection"])
+    _, data = _check_selection(stars, FAST, ["log10_rh", "log10_M"], seed=5)
+    # the field of view and the completeness remove at least a tenth of the 450 stars (400
+    # are kept with the 2026-12-04 emulator table; the bound was < 400 before)
+    assert 150 < data.n <= 0.9 * stars.x.size
 
 
 @pytest.mark.slow
