@@ -690,7 +690,8 @@ def _emulate(table: EmulatorTable, W0, g) -> EmulatedLoweredIsothermal:
     w_in = jnp.clip(W0, W0_MIN, W0_MAX)
     gm = table.g_max(w_in)
     g_in = jnp.clip(g, 0.0, gm - G_MARGIN)
-    valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & (g >= 0.0) & (g <= gm - G_MARGIN)
+    # g = g_hi(W0) computed in another program can exceed this g_max - G_MARGIN by an ulp
+    valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & (g >= 0.0) & (g <= gm - G_MARGIN + 1e-12)
     q_in = jnp.clip(q_from_g(g_in, gm), 0.0, 1.0)
     w_grid = w_from_q(q_in)
     row = table.rows(w_in, w_grid)
