@@ -202,14 +202,19 @@ def _hermite_stencils(n: int):
     return starts.astype(np.int32), weights
 
 
+def _cell(x, x0: float, h: float, n: int):
+    """Cell index i (0 .. n - 2) of x on the grid x0 + h * arange(n) and t = (x - x_i) / h."""
+    y = (x - x0) / h
+    i = jnp.clip(jnp.floor(y), 0, n - 2).astype(jnp.int32)
+    return i, y - i
+
+
 def hermite_weights(x, x0: float, h: float, n: int):
     """(start, weights): f(x) = sum_k weights[k] f[start + k] for the C1 cubic Hermite
     interpolant on the uniform grid x0 + h * arange(n) (x inside the grid; slopes by fourth-
     order finite differences). Differentiable in x; its slope is continuous across nodes."""
     starts, stencils = _hermite_stencils(n)
-    y = (x - x0) / h
-    i = jnp.clip(jnp.floor(y), 0, n - 2).astype(jnp.int32)
-    t = y - i
+    i, t = _cell(x, x0, h, n)
     t2 = t * t
     t3 = t2 * t
     basis = jnp.stack([2 * t3 - 3 * t2 + 1, 3 * t2 - 2 * t3, t3 - 2 * t2 + t, t3 - t2])
@@ -261,9 +266,7 @@ def quintic_weights(x, x0: float, h: float, n: int):
     whose node slopes and curvatures are sixth-order finite differences: O(h^6) where the
     function is smooth (used for g_max, whose interpolation error enters ln rt amplified)."""
     starts, stencils = _quintic_stencils(n)
-    y = (x - x0) / h
-    i = jnp.clip(jnp.floor(y), 0, n - 2).astype(jnp.int32)
-    t = y - i
+    i, t = _cell(x, x0, h, n)
     t2 = t * t
     t3 = t2 * t
     t4 = t3 * t
