@@ -240,6 +240,18 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
         emu.load_table(copy)
 
 
+def test_first_table_load_may_come_inside_a_trace():
+    # the table loads lazily: the first use may be g_hi or emulate inside jit or grad
+    emu.load_table.cache_clear()
+    try:
+        got = jax.jit(jax.grad(lambda w0: emu.g_hi(w0)))(5.0)
+    finally:
+        emu.load_table.cache_clear()
+    step = 1e-5
+    fd = (emu.g_hi(5.0 + step) - emu.g_hi(5.0 - step)) / (2 * step)
+    np.testing.assert_allclose(got, fd, rtol=1e-7)
+
+
 # ------------------------------------------------------------ the fast evaluation paths
 
 

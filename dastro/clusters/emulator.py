@@ -339,7 +339,7 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
         stack = _bicubic_stack(arrays["w0_nodes"], arrays["w_nodes"], f, *axes)
         scalar_stack = _bicubic_stack(w0_fine, w_fine, arrays["scalars_fine"], *fine_axes)
-    g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
+        g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
                                  f"(dastro/data/{G_MAX_TABLE})")
