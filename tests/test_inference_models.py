@@ -37,6 +37,7 @@ from dastro.clusters import (
     solve,
     to_sky,
 )
+from dastro.clusters.emulator_aniso import g_max_aniso, ra_min
 from dastro.inference import (
     FitConfig,
     Priors,
@@ -50,6 +51,7 @@ from dastro.inference import (
 from dastro.inference.cli_fit import default_mock, run_fit_cluster
 from dastro.inference.models import (
     _check_config,
+    _edge_eta,
     _edge_log10,
     _los_edge_map,
     _selection_log_norm,
@@ -220,8 +222,10 @@ def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
     _, m = aniso_mock
     data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, z=m.z)
     config = FitConfig(fit_centre=False, anisotropic=True)
-    params = dict(initial_values(data, config), W0=W0_TRUE, log10_ra=math.log10(RA_TRUE))
-    assert "log10_ra" in cluster_sites(data, config)
+    ln_ra_min = math.log(float(ra_min(W0_TRUE)))
+    eta_ra = _edge_eta(math.log(RA_TRUE), ln_ra_min, Priors().log10_ra, 0.0)
+    params = dict(initial_values(data, config), W0=W0_TRUE, eta_ra=eta_ra)
+    assert "eta_ra" in cluster_sites(data, config)
     logp, trace = _site_log_probs(data, config, params)
     lik = [k for k in logp if k == "stars"]
     v = {k: float(trace[k]["value"]) for k in ("W0", "g", "M", "rh", "ra")}
@@ -235,6 +239,30 @@ def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
     iso = solve(v["W0"], v["g"]).scale(v["M"], rh=v["rh"])
     iso_lp = float(jnp.sum(log_density_6d(iso, m.x, m.y, m.z, m.vx, m.vy, m.vz)))
     assert abs(iso_lp - expected) > 1.0
+
+
+def test_anisotropic_proposals_are_finite_models_with_finite_gradients(aniso_mock):
+    """Anywhere on the unconstrained space, also at the edges (q -> 1, ra -> ra_min(W0),
+    W0 -> 14, where isotropic g_max(W0) is past the anisotropic one), the potential energy and
+    its gradient are finite: no proposal reaches an infinite model, whose NaN gradients
+    stopped fits with a runtime error in the exact solver's root finds."""
+    _, m = aniso_mock
+    data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, z=m.z)
+    config = FitConfig(fit_centre=False, anisotropic=True)
+    init = initial_values(data, config)
+
+    def energy(point):
+        logp, trace = log_density(star_model, (data, config), {}, point)
+        return -logp, {k: trace[k]["value"] for k in ("g", "ra")}
+
+    evaluate = jax.jit(jax.value_and_grad(energy, has_aux=True))
+    for w0, q, eta_ra in [(13.9, 0.999, -30.0), (9.0, 0.98, -4.0)]:
+        (e, values), grad = evaluate(dict(init, W0=w0, q=q, eta_ra=eta_ra))
+        g, ra = float(values["g"]), float(values["ra"])
+        assert ra >= float(ra_min(w0)) * (1 - 1e-12)
+        assert g < float(g_max_aniso(w0, ra)) - 0.05 + 1e-12
+        assert np.isfinite(float(e)), (w0, q, eta_ra)
+        assert all(np.all(np.isfinite(np.asarray(v))) for v in grad.values()), (w0, q, eta_ra)
 
 
 def test_anisotropic_fits_need_every_velocity_component(aniso_mock):

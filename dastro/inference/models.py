@@ -19,7 +19,10 @@ f_field        field-star fraction (with contamination)               U(0, 1)
 and deterministic g, M [Msun], rh, rt [pc] (and ra [r0]). The emulator
 (:func:`dastro.clusters.emulate`) gives the model at every leapfrog step; it is C1 in (W0, g),
 so the posterior is smooth. Anisotropic fits solve the exact model (:func:`dastro.clusters.solve`,
-differentiable through diffrax) at every step instead.
+differentiable through diffrax) at every step instead, inside the box of the anisotropic g_max
+table: ra >= ra_min(W0) (sampled as eta_ra, :func:`_edge_log10`; ra_min is about r0 at
+W0 <~ 2.5 and 350 r0 at W0 = 14) and g = q g_hi(W0, ra), g_hi = g_max(W0, ra) - 0.05
+(:func:`dastro.clusters.emulator_aniso.g_hi_aniso`), so every proposal is a finite model.
 
 Per star (latent coordinates, the hierarchical approach):
 - z, the line-of-sight position, as z = z_e u(s) with s ~ U(-1, 1) (site ``u_los``),
@@ -71,6 +74,7 @@ import numpyro.distributions as dist
 
 from dastro.clusters.df_local import log_density_local, radius_at_potential
 from dastro.clusters.emulator import _emulate, g_hi, load_table
+from dastro.clusters.emulator_aniso import g_hi_aniso, ra_min
 from dastro.clusters.solver import solve
 from dastro.constants import K_PM
 from dastro.inference.data import StarData
@@ -197,8 +201,7 @@ def cluster_shape(config: FitConfig, data: StarData):
     pr = config.priors
     W0 = numpyro.sample("W0", dist.Uniform(*pr.W0))
     q = numpyro.sample("q", dist.Uniform(0.0, 1.0))
-    g = numpyro.deterministic("g", q * g_hi(W0))
-    values = {"W0": W0, "g": g}
+    values = {"W0": W0}
     if data.sky:
         values["distance"] = numpyro.sample("distance", dist.TruncatedNormal(
             pr.distance[0], pr.distance[1], low=0.0))
@@ -215,12 +218,16 @@ def cluster_shape(config: FitConfig, data: StarData):
         else:
             values[name] = jnp.zeros(())
     if not config.anisotropic:
-        return _emulate(load_table(), W0, g).gridded(), values
-    log10_ra = numpyro.sample("log10_ra", dist.Uniform(*pr.log10_ra))
+        values["g"] = numpyro.deterministic("g", q * g_hi(W0))
+        return _emulate(load_table(), W0, values["g"]).gridded(), values
+    # ra >= ra_min(W0) and g < g_max(W0, ra) - 0.05 (the box of the anisotropic g_max table):
+    # every proposal is a finite model, and neither edge is a wall (see _edge_log10). Models
+    # past g_max have NaN outputs whose gradients end a fit (the exact solver's root finds).
+    log10_ra = _edge_log10("log10_ra", jnp.log(ra_min(W0)), pr.log10_ra)
     values["ra"] = numpyro.deterministic("ra", 10.0**log10_ra)
-    model = solve(W0, g, values["ra"])
-    # g >= g_max(W0, ra): an infinite model, flagged under jit (its outputs are NaN)
-    numpyro.factor("finite_model", jnp.where(model.valid, 0.0, -jnp.inf))
+    values["g"] = numpyro.deterministic("g", q * g_hi_aniso(W0, values["ra"]))
+    model = solve(W0, values["g"], values["ra"])
+    numpyro.factor("finite_model", jnp.where(model.valid, 0.0, -jnp.inf))  # a safeguard
     return model, values
 
 
@@ -563,17 +570,21 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
     pr = config.priors
     init = {"W0": 6.0, "q": 0.5}
     if config.anisotropic:
-        init["log10_ra"] = float(np.mean(config.priors.log10_ra))
+        ln_ra_min = math.log(float(ra_min(init["W0"])))
+        init["eta_ra"] = _edge_eta(float(np.mean(pr.log10_ra)) * math.log(10.0), ln_ra_min,
+                                   pr.log10_ra, 0.5)
+        ra_start = math.exp(float(_edge_ln(init["eta_ra"], ln_ra_min, pr.log10_ra)[0]))
     ln_M = float(np.clip(np.log(M), *(np.array(pr.log10_M) * math.log(10.0) + [1e-3, -1e-3])))
     ln_rh = float(np.clip(np.log(rh), *(np.array(pr.log10_rh) * math.log(10.0)
                                         + [1e-3, -1e-3])))
     if _uses_edges(data, config):
         from dastro.clusters.emulator import emulate
 
-        shape = emulate(init["W0"], float(g_hi(init["W0"])) * init["q"])
         if config.anisotropic:
-            shape = solve(init["W0"], float(g_hi(init["W0"])) * init["q"],
-                          10.0 ** init["log10_ra"])
+            shape = solve(init["W0"], float(g_hi_aniso(init["W0"], ra_start)) * init["q"],
+                          ra_start)
+        else:
+            shape = emulate(init["W0"], float(g_hi(init["W0"])) * init["q"])
         x = (data.x - guess["x0"]) * scale
         y = (data.y - guess["y0"]) * scale
         r = np.sqrt(x**2 + y**2 + (0.0 if data.z is None else data.z**2))
@@ -647,7 +658,7 @@ def profile_model(profiles, config: FitConfig = FitConfig()):
 
 def cluster_sites(data: StarData, config: FitConfig = FitConfig()) -> tuple[str, ...]:
     """Names of the cluster-level sample sites of :func:`star_model` (for a dense mass block)."""
-    names = ["W0", "q"] + (["log10_ra"] if config.anisotropic else [])
+    names = ["W0", "q"] + (["eta_ra"] if config.anisotropic else [])
     names += ["eta_rh", "eta_M"] if _uses_edges(data, config) else ["log10_M", "log10_rh"]
     if data.sky:
         names.append("distance")
