@@ -181,6 +181,25 @@ def test_emulator_g_max_follows_the_solver_edge():
                                np.asarray(TABLE.g_max(w0)) - emu.G_MARGIN, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("q", [0.0, 1.0])
+def test_central_surface_density_at_a_table_node(q):
+    """At a node of the table (W0 = 0.5, q = 0 or 1: no interpolation in (W0, g)), Sigma and
+    v2p at R <= r_in (no table there; ln Sigma continued evenly in R from r_in) are the exact
+    solver's to 1e-7. rt ~ 0.6 to 4 r0 there; held at its value at r_in, Sigma(0) erred by
+    1.2e-5."""
+    g = float(emu.g_from_q(q, TABLE.g_max(0.5)))
+    exact = solve(0.5, g, rtol=1e-12, atol=1e-14)
+    fast = emu.emulate(0.5, g)
+    R = np.array([0.0, 2e-4, 6e-4, emu.R_IN, 1.3 * emu.R_IN])
+    a, b = exact.projected(R), fast.projected(R)
+    np.testing.assert_allclose(np.asarray(b.Sigma), np.asarray(a.Sigma), rtol=1e-7)
+    np.testing.assert_allclose(np.asarray(b.v2p), np.asarray(a.v2p), rtol=1e-7)
+    # and the continuation is C1 at r_in (its slope there is the series')
+    slope = jax.vmap(jax.grad(lambda r: jnp.log(fast._projected_model(r)[0])))(
+        jnp.array([emu.R_IN * (1 - 1e-7), emu.R_IN * (1 + 1e-7)]))
+    np.testing.assert_allclose(float(slope[0]), float(slope[1]), rtol=1e-4)
+
+
 def test_vmap_over_models():
     w0 = jnp.array([1.0, 5.0, 12.0])
     g = jnp.array([0.2, 1.0, 1.9])
@@ -311,8 +330,17 @@ def _general_paths(w0, g):
     ln_w = jnp.log(jnp.where(w_R > 0, w_R, 1.0))
     both = emu._chebyshev(jnp.expand_dims(m._tau(jnp.log(R_in)), -1),
                           jnp.stack([m.ln_sigma_coef, m.ln_sv2_coef], axis=-2))
-    sigma = jnp.exp(both[..., 0] + (m.g + 2.0) * ln_w)
-    sv2 = jnp.exp(both[..., 1] + (m.g + 3.0) * ln_w)
+
+    def ln_projected(t):  # ln Sigma, ln Sigma v2p at t = ln R >= ln r_in
+        w_t, _ = m._state_between(t)  # (_state clips t at r_in: its slope there is halved)
+        ser = emu._chebyshev(m._tau(t), jnp.stack([m.ln_sigma_coef, m.ln_sv2_coef]))
+        return ser + jnp.array([m.g + 2.0, m.g + 3.0]) * jnp.log(w_t)
+
+    # below r_in, the even extension a + b R^2 with the slope at r_in (by autodiff here)
+    slopes = jax.jvp(ln_projected, (jnp.asarray(emu.LN_R_IN),), (jnp.asarray(1.0),))[1]
+    below = 0.5 * ((jnp.minimum(x, emu.R_IN) / emu.R_IN) ** 2 - 1.0)
+    sigma = jnp.exp(both[..., 0] + (m.g + 2.0) * ln_w + slopes[0] * below)
+    sv2 = jnp.exp(both[..., 1] + (m.g + 3.0) * ln_w + slopes[1] * below)
     separate = jnp.where(inside & (w_R > 0), jnp.stack([sigma, sv2]), 0.0)
     proj = m._projected(x)
     return ours, general, m._projected_model(x)[:2], separate, proj
@@ -322,10 +350,12 @@ def _general_paths(w0, g):
 @given(st.floats(0.5, 14.0), st.floats(0.0, 1.0))
 @example(14.0, 1.0)
 @example(0.5, 0.0)
+@example(0.5, 1.0)
 def test_emulated_moments_and_projection_equal_the_general_paths(w0, q):
     """The emulator's own rho, rho v2r, rho v2t (series) equal ClusterModel's moments.py path,
-    and its one-pass projection equals W from _state plus the two projected series, to 1e-12
-    over radii from the centre to beyond rt."""
+    and its one-pass projection equals W from _state plus the two projected series (below
+    r_in, continued evenly with the slope at r_in from autodiff), to 1e-12 over radii from the
+    centre to beyond rt."""
     g = float(q * emu.g_hi(w0))
     ours, general, proj_model, separate, proj = _general_paths(w0, g)
     np.testing.assert_allclose(np.asarray(ours), np.asarray(general), rtol=1e-12, atol=0.0)

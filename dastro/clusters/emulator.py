@@ -557,19 +557,39 @@ class EmulatedLoweredIsothermal(ClusterModel):
             [self.w_coef, self.ln_sigma_coef, self.ln_sv2_coef]))
         return -jnp.expm1(t - self.ln_rt) * three[0], three[1], three[2]
 
+    def _central_slopes(self):
+        """d ln Sigma / d ln R and d ln(Sigma v2p) / d ln R at R = r_in, from the series' end
+        values and slopes at tau = 0 (x = -1: T_j = (-1)^j, dT_j/dx = (-1)^(j+1) j^2)."""
+        j = np.arange(self.w_coef.shape[-1])
+        end = jnp.asarray((-1.0) ** j)
+        end_slope = jnp.asarray((-1.0) ** (j + 1) * j**2)
+        dtau_dt = 1.0 / (self.ln_rt - LN_R_IN)
+        e = R_IN * jnp.exp(-self.ln_rt)  # r_in / rt
+        # W = (1 - R/rt) S(tau): d ln W / d ln R
+        d_ln_w = -e / (1.0 - e) + 2.0 * dtau_dt * (self.w_coef @ end_slope) / (self.w_coef @ end)
+        d_sigma = 2.0 * dtau_dt * (self.ln_sigma_coef @ end_slope) + (self.g + 2.0) * d_ln_w
+        d_sv2 = 2.0 * dtau_dt * (self.ln_sv2_coef @ end_slope) + (self.g + 3.0) * d_ln_w
+        return d_sigma, d_sv2
+
     def _projected_model(self, R):
         """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at model radii R (any shape), from the
         table; shape (4,) + R.shape."""
         rt = jnp.exp(self.ln_rt)
         inside = R < rt
-        # Sigma is even in R: below r_in it equals its value at r_in to O((R/r0)^2) <= 1e-6.
         R_in = jnp.clip(R, R_IN, None)
         R_in = jnp.where(inside, R_in, 0.5 * rt)
         w, ln_sigma_reg, ln_sv2_reg = self._projection_series(jnp.log(R_in))
         w_safe = jnp.where(w > 0, w, 1.0)
         ln_w = jnp.log(w_safe)
-        sigma = jnp.exp(ln_sigma_reg + (self.g + 2.0) * ln_w)
-        sv2 = jnp.exp(ln_sv2_reg + (self.g + 3.0) * ln_w)
+        ln_sigma = ln_sigma_reg + (self.g + 2.0) * ln_w
+        ln_sv2 = ln_sv2_reg + (self.g + 3.0) * ln_w
+        # Below r_in (no table there) ln Sigma is even in R, a + b R^2 + O(R^4); b from its
+        # slope s at r_in: ln Sigma(R) = ln Sigma(r_in) + s/2 ((R/r_in)^2 - 1), C1 at r_in.
+        # Holding the value at r_in erred by 1.2e-5 at R = 0 for W0 = 0.5 (rt ~ 0.6 r0).
+        d_sigma, d_sv2 = self._central_slopes()
+        below = 0.5 * (jnp.square(jnp.clip(R, 0.0, R_IN) / R_IN) - 1.0)
+        sigma = jnp.exp(ln_sigma + d_sigma * below)
+        sv2 = jnp.exp(ln_sv2 + d_sv2 * below)
         value = jnp.stack([sigma, sv2, sv2, sv2])
         return jnp.where(inside & (w > 0), value, 0.0)
 
