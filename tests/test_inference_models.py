@@ -242,10 +242,10 @@ def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
 
 
 def test_anisotropic_proposals_are_finite_models_with_finite_gradients(aniso_mock):
-    """Anywhere on the unconstrained space, also at the edges (q -> 1, ra -> ra_min(W0),
-    W0 -> 14, where isotropic g_max(W0) is past the anisotropic one), the potential energy and
-    its gradient are finite: no proposal reaches an infinite model, whose NaN gradients
-    stopped fits with a runtime error in the exact solver's root finds."""
+    """At the corners of the box (q -> 1, ra -> ra_min(W0), W0 -> 14, where the isotropic
+    g_max(W0) is past the anisotropic one) the proposal is a finite model and the potential
+    energy and its gradient are finite: infinite models' NaN gradients stopped fits with a
+    runtime error in the exact solver's root finds."""
     _, m = aniso_mock
     data = StarData.from_arrays(m.x, m.y, m.vx, m.vy, m.vz, z=m.z)
     config = FitConfig(fit_centre=False, anisotropic=True)
