@@ -9,7 +9,8 @@ chains. Each test asserts that the posterior means lie within 3 posterior standa
 the truth and that the chains are healthy (R-hat, divergences). Prints one line per test
 (outcome, seconds) and writes benchmarks/results/clusters_recovery.json.
 
-Run: python benchmarks/clusters_recovery.py [-k EXPRESSION]   (pytest's -k, to pick tests)
+Run: python benchmarks/clusters_recovery.py [-k EXPRESSION]   (pytest's -k, to pick tests;
+the results of the tests not picked are kept from the previous run, with their dates)
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "clusters_recovery.json"
 TESTS = ["tests/test_inference_models.py", "tests/test_inference_fit.py"]
+
+
+def _merge_with_earlier(rows: list[dict], selected: bool) -> list[dict]:
+    """With -k (a subset of the tests), keep the earlier results of the tests not run now,
+    each with the date it was run, so that the file always covers every slow test."""
+    if not selected or not OUT.exists():
+        return rows
+    now = {r["test"] for r in rows}
+    earlier = json.loads(OUT.read_text()).get("rows", [])
+    kept = [dict(r, date=r.get("date", "unknown")) for r in earlier if r["test"] not in now]
+    return kept + rows
 
 
 def main():
@@ -56,16 +68,21 @@ def main():
                     message = (node.get("message") or "")[:400]
             rows.append({"test": case.get("name"), "outcome": outcome,
                          "seconds": float(case.get("time", 0.0)), "message": message})
+    today = time.strftime("%Y-%m-%d")
+    for r in rows:
+        r["date"] = today
+    rows = _merge_with_earlier(rows, selected=bool(args.k))
     print(f"{'test':<62} {'outcome':>8} {'seconds':>8}")
     for r in rows:
-        print(f"{r['test']:<62} {r['outcome']:>8} {r['seconds']:8.1f}")
+        when = "" if r["date"] == today else f"  (run {r['date']})"
+        print(f"{r['test']:<62} {r['outcome']:>8} {r['seconds']:8.1f}{when}")
         if r["message"]:
             print("    " + r["message"].splitlines()[0][:150])
     n_pass = sum(r["outcome"] == "passed" for r in rows)
-    print(f"{n_pass} of {len(rows)} passed in {wall:.0f} s")
+    print(f"{n_pass} of {len(rows)} passed; this run {wall:.0f} s")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps({
-        "rows": rows, "passed": n_pass, "total": len(rows), "wall_seconds": wall,
+        "rows": rows, "passed": n_pass, "total": len(rows), "wall_seconds_this_run": wall,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "date": time.strftime("%Y-%m-%d")},
     }, indent=2))
