@@ -433,3 +433,49 @@ def test_truncation_grid_coordinate_inverts_and_differentiates(q):
     slope = float(jax.grad(emu.w_from_q)(q))
     assert slope == pytest.approx(1.0 / float(jax.grad(emu.q_from_w)(w)), rel=1e-12)
     assert 1.0 / 1.23 < slope <= 3.0 + 1e-12
+
+
+def _profile_errors(w0, g):
+    """Largest relative errors of rho, mc, Sigma (radii up to 0.99 rt, as measure_accuracy)
+    and of rt, against the exact solver."""
+    exact = solve(w0, g, rtol=1e-12, atol=1e-14)
+    fast = emu.emulate(w0, g)
+    rt = float(exact.rt)
+    r = np.geomspace(1e-3, 0.99, 36) * rt
+    R = np.concatenate([[0.0], np.geomspace(1e-3, 0.99, 17)]) * rt
+    a, b = exact.profiles(r), fast.profiles(r)
+    pa, pb = exact.projected(R), fast.projected(R)
+
+    def rel(x, y):
+        return float(np.max(np.abs(np.asarray(y) / np.asarray(x) - 1.0)))
+
+    return {"rho": rel(a.rho, b.rho), "mc": rel(a.mc, b.mc), "Sigma": rel(pa.Sigma, pb.Sigma),
+            "rt": rel(exact.rt, fast.rt)}
+
+
+@pytest.mark.parametrize("i", [0, 100])
+def test_last_truncation_cell_at_a_W0_node(i):
+    """At a W0 node (no interpolation in W0), mid last w cell (q ~ 0.987): the spline's end
+    condition along w. With not-a-knot, rho and Sigma erred by 3e-5 - 4.9e-5 here at every W0
+    (the node data are exact to < 1e-8, ln rt to 1e-9); with the end slopes of the quintic
+    through the six end nodes, 2.6e-6 - 3.3e-6."""
+    w0 = float(TABLE.w0_nodes[i])
+    w = 0.5 * float(TABLE.w_nodes[-1] + TABLE.w_nodes[-2])
+    g = float(emu.g_from_q(emu.q_from_w(w), TABLE.g_max(w0)))
+    err = _profile_errors(w0, g)
+    assert err["rho"] < 1e-5, err
+    assert err["Sigma"] < 1e-5, err
+
+
+@pytest.mark.parametrize(("w0", "g"), [(0.5040593164, 2.4017941450), (0.5258843266, 1.7537911094)])
+def test_first_W0_cells(w0, g):
+    """The two worst of 2000 random draws (seed 0) with not-a-knot end conditions along W0:
+    rt erred by 2.3e-7 at W0 = 0.504 (the scalar grid's first cell; 100 times that in W at
+    0.99 rt: rho 9e-5), Sigma by 1.3e-4 and mc by 5e-5 at W0 = 0.526 (the profile grid's
+    first cell). With the end slopes of the quintic through the six end nodes: rt 4e-9 and
+    7e-9, rho 1.3e-6 and 4.2e-6, Sigma 6.6e-6 and 7.4e-6, mc 2.2e-6 and 2.8e-6."""
+    err = _profile_errors(w0, g)
+    assert err["rt"] < 3e-8, err
+    assert err["rho"] < 1e-5, err
+    assert err["mc"] < 1e-5, err
+    assert err["Sigma"] < 2e-5, err
