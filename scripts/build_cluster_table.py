@@ -10,12 +10,15 @@ the largest finite g; see emulator.g_from_q), the exact solver
   q (emulator.SCALAR_REFINEMENT) whose g_max(W0) is the emulator's (emulator.g_max_slopes);
 - the projected quantities ln Sigma(R) and ln(Sigma v2p) at the same tau nodes in R (for
   isotropic models v2R = v2T = v2p), regularised at the edge (see emulator.py).
-The emulator interpolates along W0 and q with the tensor-product not-a-knot cubic spline
-(derivatives computed when the table is loaded).
+The emulator interpolates along W0 and q with the tensor-product cubic spline, its end slopes
+from the quintic through the six end nodes (derivatives computed when the table is loaded).
+--measure-only re-measures the accuracy of an existing table with the current code and
+rewrites only its metadata (the arrays and their hash are unchanged).
 The file's metadata records the grid, the dastro version, a SHA-256 of the arrays and the
 emulator's accuracy against the exact solver on random off-grid draws.
 
 Run:  python scripts/build_cluster_table.py [--n-w0 N] [--n-q N] [--n-tau N] [--check N]
+      python scripts/build_cluster_table.py --measure-only [--check N]
 """
 
 from __future__ import annotations
@@ -99,6 +102,25 @@ def build(n_w0: int, n_q: int, n_tau: int, n_check: int, seed: int = 0, out: Pat
                   f"max {row['max']:.1e}")
 
 
+def measure_only(n_check: int, seed: int = 0, out: Path = OUT):
+    """Re-measure an existing table's accuracy with the current code; rewrite its metadata."""
+    table = emu.load_table(out)
+    with np.load(out) as data:
+        arrays = {k: np.asarray(data[k]) for k in data.files if k != "meta"}
+    meta = table.metadata
+    t0 = time.time()
+    meta["accuracy"] = emu.measure_accuracy(n_check, seed=seed, progress=True, table=table)
+    meta["accuracy_measured"] = {"date": time.strftime("%Y-%m-%d"),
+                                 "dastro_version": dastro.__version__,
+                                 "seconds": time.time() - t0}
+    emu.save_table(out, arrays, meta)
+    emu.load_table.cache_clear()
+    emu.load_table(out)  # the hash still matches
+    for name, row in meta["accuracy"]["quantities"].items():
+        print(f"  {name:8s} median {row['median']:.1e}  p99 {row['p99']:.1e}  "
+              f"max {row['max']:.1e}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-w0", type=int, default=201)
@@ -107,7 +129,12 @@ def main():
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", type=int, default=10000,
                         help="random draws for the stored accuracy table")
+    parser.add_argument("--measure-only", action="store_true",
+                        help="re-measure the existing table's accuracy; rewrite its metadata")
     args = parser.parse_args()
+    if args.measure_only:
+        measure_only(args.check, out=args.out)
+        return
     build(args.n_w0, args.n_q, args.n_tau, args.check, out=args.out)
 
 
