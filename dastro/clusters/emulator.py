@@ -299,35 +299,32 @@ def _end_slope_weights(k: int) -> np.ndarray:
     return np.linalg.solve(np.vander(s, k, increasing=True).T, np.eye(k)[1])
 
 
-def _spline_slopes(x, f, axis: int, end_points: int | None = None):
-    """Knot slopes of the cubic spline through f along ``axis`` at uniform nodes x:
-    not-a-knot (end_points None), or clamped at each end to the slope of the polynomial
-    through the end_points nodes nearest it. Both are linear in f."""
-    if end_points is None:
-        return interpax.CubicSpline(x, f, axis=axis, bc_type="not-a-knot")(x, 1)
-    c = jnp.asarray(_end_slope_weights(end_points))
+def _spline_slopes(x, f, axis: int):
+    """Knot slopes of the cubic spline through f along ``axis`` at uniform nodes x, clamped at
+    each end to the slope of the polynomial through the END_POINTS nodes nearest it (linear
+    in f)."""
+    c = jnp.asarray(_end_slope_weights(END_POINTS))
     h = x[1] - x[0]
     n = f.shape[axis]
-    first = jnp.tensordot(c, jnp.take(f, jnp.arange(end_points), axis=axis), axes=(0, axis))
-    last = jnp.tensordot(c, jnp.take(f, n - 1 - jnp.arange(end_points), axis=axis),
+    first = jnp.tensordot(c, jnp.take(f, jnp.arange(END_POINTS), axis=axis), axes=(0, axis))
+    last = jnp.tensordot(c, jnp.take(f, n - 1 - jnp.arange(END_POINTS), axis=axis),
                          axes=(0, axis))
     ends = ((1, first / h), (1, -last / h))
     return interpax.CubicSpline(x, f, axis=axis, bc_type=ends)(x, 1)
 
 
-def _bicubic_stack(x, y, f, x_axis, y_axis, end_points=(None, None)) -> np.ndarray:
+def _bicubic_stack(x, y, f, x_axis, y_axis) -> np.ndarray:
     """Tensor-product cubic spline through f[x, y, ...] as bicubic Hermite data.
 
     The knot derivatives come from 1D splines (interpax.CubicSpline) along each axis, with
-    the end conditions ``end_points`` (per axis; see :func:`_spline_slopes`). Each is a linear
-    map of the data, so fxy = d/dy of the x-slopes is the same taken in either order, and the
-    bicubic Hermite patches are exactly the tensor-product spline, C2 inside cells and across
-    them.
+    the end slopes of :func:`_spline_slopes`. Each is a linear map of the data, so fxy = d/dy
+    of the x-slopes is the same taken in either order, and the bicubic Hermite patches are
+    exactly the tensor-product spline, C2 inside cells and across them.
     """
     x, y, f = jnp.asarray(x), jnp.asarray(y), jnp.asarray(f)
-    fx = _spline_slopes(x, f, 0, end_points[0])
-    fy = _spline_slopes(y, f, 1, end_points[1])
-    fxy = _spline_slopes(y, fx, 1, end_points[1])
+    fx = _spline_slopes(x, f, 0)
+    fy = _spline_slopes(y, f, 1)
+    fxy = _spline_slopes(y, fx, 1)
     return bicubic_stack(f, fx, fy, fxy, x_axis, y_axis)
 
 
@@ -375,10 +372,8 @@ def load_table(path: str | Path | None = None) -> EmulatorTable:
     cheb = chebyshev_coefficient_matrix(n_tau)
     f = (f.reshape(f.shape[:2] + (4, n_tau)) @ cheb.T).reshape(f.shape)
     with jax.ensure_compile_time_eval():  # the first call may come inside a trace
-        ends = (END_POINTS, END_POINTS)
-        stack = _bicubic_stack(arrays["w0_nodes"], arrays["w_nodes"], f, *axes, ends)
-        scalar_stack = _bicubic_stack(w0_fine, w_fine, arrays["scalars_fine"], *fine_axes,
-                                      ends)
+        stack = _bicubic_stack(arrays["w0_nodes"], arrays["w_nodes"], f, *axes)
+        scalar_stack = _bicubic_stack(w0_fine, w_fine, arrays["scalars_fine"], *fine_axes)
         g_now = np.asarray(g_max_isotropic(jnp.asarray(arrays["w0_nodes"])))
     if not np.allclose(g_now, arrays["g_max"], rtol=0, atol=1e-12):
         raise _table_error(path, "it was built with another g_max(W0) table "
