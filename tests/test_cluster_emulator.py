@@ -81,6 +81,7 @@ def test_gradients_match_finite_differences_and_the_exact_solver():
                                    atol=1e-9)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_radial_derivative_is_the_enclosed_mass():
     """d phi / dr = -G M(<r) / r^2 (Poisson's equation): the derivative of the W series in
     radius (its custom JVP, forward and reverse mode) against the separately tabulated M(<r)."""
@@ -259,6 +260,7 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
         emu.load_table(copy)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_first_table_load_may_come_inside_a_trace():
     # the table loads lazily: the first use may be g_hi or emulate inside jit or grad
     emu.load_table.cache_clear()
@@ -381,6 +383,7 @@ def _summary(w0, g):
     return jnp.sum(jnp.log(_everything(w0, g)))
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_a_vmapped_batch_equals_single_models():
     """A batch (vmap: table cells read by a loop, series summed in chunks of models) gives
     the single-model values and gradients; 130 models so that one chunk is partial."""

@@ -171,6 +171,7 @@ def _outputs(w0, g, ra):
 _jacobian = jax.jit(jax.jacrev(_outputs, argnums=(0, 1, 2)))
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_gradients_match_finite_differences():
     f = jax.jit(_outputs)
     x0 = [6.1, 0.9, 12.0]

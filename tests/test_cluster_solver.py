@@ -279,6 +279,7 @@ def test_infinite_model_raises_outside_jit_and_is_flagged_inside():
     assert bool(batch.valid[0]) and not bool(batch.valid[1])
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_g_max_is_the_first_pole_of_rt():
     """rt(g) grows without bound towards g_max(W0); beyond it the family ends."""
     gm = g_max(7.0)
