@@ -34,6 +34,7 @@ MEDIAN_BOUND = {"rt": 1e-9, "rh": 1e-9, "M": 1e-9, "U": 1e-9, "K": 1e-9, "rhp": 
 MAX_BOUND = {"Sigma": 1.5e-5}
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_random_models_match_the_exact_solver():
     acc = emu.measure_accuracy(12, seed=123)
     for name, row in acc["quantities"].items():
@@ -100,6 +101,7 @@ def test_radial_derivative_is_the_enclosed_mass():
     np.testing.assert_allclose(np.asarray(slope_fwd), np.asarray(slope_rev), rtol=1e-12)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 @settings(max_examples=6, deadline=None)
 @given(st.floats(0.5, 14.0), st.floats(0.0, 1.0))
 @example(14.0, 1.0)
