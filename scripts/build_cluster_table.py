@@ -116,8 +116,10 @@ def measure_only(n_check: int, seed: int = 0, out: Path = OUT):
     emu.load_table.cache_clear()
     emu.load_table(out)  # the hash still matches
     for name, row in meta["accuracy"]["quantities"].items():
+        worst = row["worst"]
+        at = f", r/rt {worst['r_over_rt']:.4g}" if "r_over_rt" in worst else ""
         print(f"  {name:8s} median {row['median']:.1e}  p99 {row['p99']:.1e}  "
-              f"max {row['max']:.1e}")
+              f"max {row['max']:.1e} (W0 {worst['W0']:.4f}, g {worst['g']:.4f}{at})")
 
 
 def main():

@@ -882,7 +882,9 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
     r <= 0.99 rt; beyond, in absolute terms in units of their central value (mc: relative
     everywhere). For isotropic models v2r = v2t = v2 / 3 and v2R = v2T = v2p, so their errors
     are those of v2 and v2p.
-    Returns {"n": n, "quantities": {name: {"median", "p99", "max"}}}.
+    Returns {"n": n, "quantities": {name: {"median", "p99", "max", "worst"}}}, where
+    "worst" gives the draw (W0, g, its index) with the largest error and, for profiles, the
+    r / rt (R / rt) at which it occurs.
     """
     from dastro.clusters.solver import _solve
 
@@ -927,24 +929,28 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
     names_s = ["rt", "rh", "M", "U", "K", "rhp", "A"]
     names_p = ["phi", "rho", "mc", "v2", "Sigma", "v2p"]
     errors = {k: [] for k in names_s + names_p}
-    inner = frac <= 0.99
-    inner_p = frac_p <= 0.99
+    where = {k: [] for k in names_p}  # r / rt (R / rt) of each draw's largest profile error
     for scal, prof in results:
         for k, (a, b) in zip(names_s, scal, strict=True):
             errors[k].append(abs(float(b) / float(a) - 1.0))
         for k, (a, b) in zip(names_p, prof, strict=True):
             a, b = np.asarray(a), np.asarray(b)
-            mask = inner if a.shape == frac.shape else inner_p
+            radii = frac if a.shape == frac.shape else frac_p
+            mask = radii <= 0.99
             if k == "mc":  # mc does not vanish at rt: relative everywhere
                 mask = np.ones_like(mask)
-            rel = np.abs(b[mask] / a[mask] - 1.0)
-            edge = np.abs(b[~mask] - a[~mask]) / abs(a[0])
-            errors[k].append(max(rel.max(), edge.max() if edge.size else 0.0))
+            err = np.where(mask, np.abs(b / a - 1.0), np.abs(b - a) / abs(a[0]))
+            errors[k].append(err.max())
+            where[k].append(radii[np.argmax(err)])
     out = {}
     for k, v in errors.items():
         v = np.asarray(v)
+        i = int(np.argmax(v))
+        worst = {"W0": float(W0[i]), "g": float(g[i]), "index": i}
+        if k in where:
+            worst["r_over_rt"] = float(where[k][i])
         out[k] = {"median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
-                  "max": float(v.max())}
+                  "max": float(v.max()), "worst": worst}
     return {"n": n, "seed": seed, "quantities": out,
             "note": "relative error for r <= 0.99 rt; beyond, absolute in units of the "
                     "central value"}
