@@ -197,8 +197,9 @@ def test_gradient_is_continuous_across_cell_boundaries():
     w_node = (x_x0 + 31 * x_h) ** 2
     np.testing.assert_allclose(np.asarray(f(w_node - eps, 0.8, 50.0)),
                                np.asarray(f(w_node + eps, 0.8, 50.0)), rtol=1e-6, atol=1e-8)
-    w0, u_node, q_node = 5.0, float(ea.u_from_v(v_x0 + 6 * v_h)), ea.q_from_w(q_x0 + 8 * q_h)
-    ra = ea.ra_from_s_np(u_node * float(ea.s_max(w0)))
+    w0, q_node = 5.0, ea.q_from_w(q_x0 + 8 * q_h)
+    ra = float(ea.ra_from_v(w0, v_x0 + 6 * v_h))  # a v node of the table
+    u_node = float(ea.s_from_ra(ra) / ea.s_max(w0))
     np.testing.assert_allclose(np.asarray(f(w0, 0.8, ra * (1 - eps))),
                                np.asarray(f(w0, 0.8, ra * (1 + eps))), rtol=1e-6, atol=1e-8)
     g_node = float(ea.g_from_q_u(q_node, w0, u_node))
