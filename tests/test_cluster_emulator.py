@@ -25,26 +25,29 @@ def test_table_metadata_and_size():
     assert path.stat().st_size < 30e6
 
 
-# Measured accuracy of the shipped table (1000 draws, build script): median 1e-7 (scalars) to
-# 7e-5 (profiles, including r up to 0.99 rt); p99 2e-5 (scalars) to 5e-3 (profiles near rt).
-# Issue 3's target (max 1e-5) is not reached yet; these bounds guard what is achieved.
-MEDIAN_BOUND = {"rt": 1e-6, "rh": 1e-6, "M": 1e-6, "U": 1e-6, "K": 1e-6, "rhp": 1e-6, "A": 1e-6,
-                "phi": 1e-4, "rho": 2e-4, "mc": 2e-6, "v2": 1e-4, "Sigma": 2e-4, "v2p": 1e-4}
+# Measured accuracy of the shipped table (10^4 draws, build script, 2026-12-05): medians
+# 4e-10 (scalars) to 1.5e-6 (Sigma), maxima 1.3e-8 (scalars) to 9.1e-6 (rho) and 1.1e-5
+# (Sigma, the only one above issue 3's 1e-5). These bounds guard what is achieved.
+MEDIAN_BOUND = {"rt": 1e-9, "rh": 1e-9, "M": 1e-9, "U": 1e-9, "K": 1e-9, "rhp": 1e-9,
+                "A": 1e-14, "phi": 1e-6, "rho": 3e-6, "mc": 1e-6, "v2": 1e-6, "Sigma": 3e-6,
+                "v2p": 1e-6}
+MAX_BOUND = {"Sigma": 1.5e-5}
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_random_models_match_the_exact_solver():
     acc = emu.measure_accuracy(12, seed=123)
     for name, row in acc["quantities"].items():
         assert row["median"] < 10 * MEDIAN_BOUND[name], (name, row)
-        assert row["max"] < 0.05, (name, row)
+        assert row["max"] < MAX_BOUND.get(name, 1e-5), (name, row)
 
 
 def test_shipped_accuracy_table():
     acc = TABLE.metadata["accuracy"]
-    assert acc["n"] >= 1000
+    assert acc["n"] >= 10_000
     for name, row in acc["quantities"].items():
         assert row["median"] < MEDIAN_BOUND[name], (name, row)
-        assert row["p99"] < 1e-2, (name, row)
+        assert row["max"] < MAX_BOUND.get(name, 1e-5), (name, row)
 
 
 def test_same_interface_and_units_as_the_exact_model():
@@ -81,6 +84,7 @@ def test_gradients_match_finite_differences_and_the_exact_solver():
                                    atol=1e-9)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_radial_derivative_is_the_enclosed_mass():
     """d phi / dr = -G M(<r) / r^2 (Poisson's equation): the derivative of the W series in
     radius (its custom JVP, forward and reverse mode) against the separately tabulated M(<r)."""
@@ -97,6 +101,7 @@ def test_radial_derivative_is_the_enclosed_mass():
     np.testing.assert_allclose(np.asarray(slope_fwd), np.asarray(slope_rev), rtol=1e-12)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 @settings(max_examples=6, deadline=None)
 @given(st.floats(0.5, 14.0), st.floats(0.0, 1.0))
 @example(14.0, 1.0)
@@ -148,17 +153,17 @@ def test_scalar_grid_cell_boundaries_are_c1():
     """ln rt comes from the finer scalar grid: derivatives agree either side of one of its
     nodes that is not a node of the profile grid."""
     f = jax.jit(jax.grad(lambda w, g: emu._emulate(TABLE, w, g).ln_rt, argnums=(0, 1)))
-    w_node = TABLE.w0_fine_axis.x0 + 61 * TABLE.w0_fine_axis.step
+    w_node = float(emu.w0_from_y(TABLE.y_fine_axis.x0 + 61 * TABLE.y_fine_axis.step))
     eps = 1e-9
     np.testing.assert_allclose(np.asarray(f(w_node - eps, 0.7)),
                                np.asarray(f(w_node + eps, 0.7)), rtol=1e-6)
 
 
-@pytest.mark.parametrize(("i", "j"), [(1, 1), (61, 119), (302, 2), (599, 61)])
+@pytest.mark.parametrize(("i", "j"), [(1, 1), (61, 119), (302, 2), (659, 61)])
 def test_scalars_at_fine_nodes_are_the_exact_models(i, j):
     """At a node of the scalar grid (most are not nodes of the profile grid) the emulated
     scalars are the exact solver's at g = g_from_q(q, the emulator's g_max(W0))."""
-    w0 = TABLE.w0_fine_axis.x0 + i * TABLE.w0_fine_axis.step
+    w0 = float(emu.w0_from_y(TABLE.y_fine_axis.x0 + i * TABLE.y_fine_axis.step))
     q = float(emu.q_from_w(TABLE.w_fine_axis.x0 + j * TABLE.w_fine_axis.step))
     g = float(emu.g_from_q(q, TABLE.g_max(w0)))
     exact = solve(w0, g, rtol=1e-12, atol=1e-14)
@@ -259,6 +264,7 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
         emu.load_table(copy)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_first_table_load_may_come_inside_a_trace():
     # the table loads lazily: the first use may be g_hi or emulate inside jit or grad
     emu.load_table.cache_clear()
@@ -381,6 +387,7 @@ def _summary(w0, g):
     return jnp.sum(jnp.log(_everything(w0, g)))
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_a_vmapped_batch_equals_single_models():
     """A batch (vmap: table cells read by a loop, series summed in chunks of models) gives
     the single-model values and gradients; 130 models so that one chunk is partial."""
@@ -433,3 +440,86 @@ def test_truncation_grid_coordinate_inverts_and_differentiates(q):
     slope = float(jax.grad(emu.w_from_q)(q))
     assert slope == pytest.approx(1.0 / float(jax.grad(emu.q_from_w)(w)), rel=1e-12)
     assert 1.0 / 1.23 < slope <= 3.0 + 1e-12
+
+
+def _profile_errors(w0, g):
+    """Largest relative errors of rho, mc, Sigma (radii up to 0.99 rt, as measure_accuracy)
+    and of rt, against the exact solver."""
+    exact = solve(w0, g, rtol=1e-12, atol=1e-14)
+    fast = emu.emulate(w0, g)
+    rt = float(exact.rt)
+    r = np.geomspace(1e-3, 0.99, 36) * rt
+    R = np.concatenate([[0.0], np.geomspace(1e-3, 0.99, 17)]) * rt
+    a, b = exact.profiles(r), fast.profiles(r)
+    pa, pb = exact.projected(R), fast.projected(R)
+
+    def rel(x, y):
+        return float(np.max(np.abs(np.asarray(y) / np.asarray(x) - 1.0)))
+
+    return {"rho": rel(a.rho, b.rho), "mc": rel(a.mc, b.mc), "Sigma": rel(pa.Sigma, pb.Sigma),
+            "rt": rel(exact.rt, fast.rt)}
+
+
+@pytest.mark.parametrize("i", [0, 100])
+def test_last_truncation_cell_at_a_W0_node(i):
+    """At a W0 node (no interpolation in W0), mid last w cell (q ~ 0.987): the spline's end
+    condition along w. With not-a-knot, rho and Sigma erred by 3e-5 - 4.9e-5 here at every W0
+    (the node data are exact to < 1e-8, ln rt to 1e-9); with the end slopes of the quintic
+    through the six end nodes, 2.6e-6 - 3.3e-6."""
+    w0 = float(TABLE.w0_nodes[i])
+    w = 0.5 * float(TABLE.w_nodes[-1] + TABLE.w_nodes[-2])
+    g = float(emu.g_from_q(emu.q_from_w(w), TABLE.g_max(w0)))
+    err = _profile_errors(w0, g)
+    assert err["rho"] < 1e-5, err
+    assert err["Sigma"] < 1e-5, err
+
+
+@pytest.mark.parametrize(("w0", "g"), [(0.5040593164, 2.4017941450), (0.5258843266, 1.7537911094)])
+def test_first_W0_cells(w0, g):
+    """The two worst of 2000 random draws (seed 0) with not-a-knot end conditions along W0:
+    rt erred by 2.3e-7 at W0 = 0.504 (the scalar grid's first cell; 100 times that in W at
+    0.99 rt: rho 9e-5), Sigma by 1.3e-4 and mc by 5e-5 at W0 = 0.526 (the profile grid's
+    first cell). With the end slopes of the quintic through the six end nodes: rt 4e-9 and
+    7e-9, rho 1.3e-6 and 4.2e-6, Sigma 6.6e-6 and 7.4e-6, mc 2.2e-6 and 2.8e-6."""
+    err = _profile_errors(w0, g)
+    assert err["rt"] < 3e-8, err
+    assert err["rho"] < 1e-5, err
+    assert err["mc"] < 1e-5, err
+    assert err["Sigma"] < 2e-5, err
+
+
+@given(st.floats(0.5, 14.0))
+@settings(max_examples=200, deadline=None)
+def test_w0_grid_map_round_trip_and_monotone(w0):
+    """y = y_from_w0(W0) maps [0.5, 14] onto [0, 1], increasing, and w0_from_y inverts it."""
+    y = float(emu.y_from_w0(w0))
+    assert 0.0 <= y <= 1.0
+    assert float(emu.w0_from_y(y)) == pytest.approx(w0, rel=1e-14)
+    assert float(jax.grad(emu.y_from_w0)(w0)) > 0.0
+    assert float(emu.y_from_w0(0.5)) == 0.0
+    assert float(emu.y_from_w0(14.0)) == pytest.approx(1.0, abs=1e-15)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.95])
+def test_second_W0_cell_of_the_uniform_grid(q):
+    """Mid second cell of the earlier grid uniform in W0 (201 nodes, 0.0675 apart), W0 =
+    0.60125: there its spline erred by 1.6e-5 - 1.7e-5 in ln Sigma (the only quantity of
+    10^4 draws above 1e-5). On the grid uniform in y (0.043 apart there) the error along W0
+    alone is 2.5e-7."""
+    w0 = 0.5 + 1.5 * 0.0675
+    g = float(emu.g_from_q(q, TABLE.g_max(w0)))
+    err = _profile_errors(w0, g)
+    assert err["Sigma"] < 1e-5, err
+    assert err["rho"] < 1e-5, err
+
+
+def test_table_of_another_w0_grid_map_is_refused(tmp_path):
+    """A table whose metadata records other grid maps fails to load, naming them."""
+    bad = tmp_path / "table.npz"
+    with np.load(emu._DATA / emu.TABLE_NAME) as data:
+        arrays = {k: np.asarray(data[k]) for k in data.files if k != "meta"}
+        meta = json.loads(str(data["meta"]))
+    meta["grid"] = dict(meta["grid"], y="uniform in W0")
+    emu.save_table(bad, arrays, meta)
+    with pytest.raises(ValueError, match="grid maps"):
+        emu.load_table(bad)

@@ -145,6 +145,7 @@ def test_projected_profiles_match_the_exact_solver(exact_and_emulated):
     assert float(pm.v2R[2]) > 1.004 * float(pm.v2T[2])
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_isotropic_limit_matches_the_isotropic_emulator():
     for w0, g in [(2.2, 0.4), (7.7, 1.3), (12.5, 2.0)]:
         a = emu.emulate(w0, g)
@@ -171,6 +172,7 @@ def _outputs(w0, g, ra):
 _jacobian = jax.jit(jax.jacrev(_outputs, argnums=(0, 1, 2)))
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_gradients_match_finite_differences():
     f = jax.jit(_outputs)
     x0 = [6.1, 0.9, 12.0]

@@ -79,6 +79,7 @@ def test_matches_limepy_reference(W0, g, ra):
                                    atol=1e-9 * np.abs(ref[0]), err_msg=name)
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_skipped_reference_models_are_infinite_or_huge():
     """Where astro-limepy gave rt > 1e5 r0, dastro flags the model or agrees it is huge."""
     for W0, g, ra in REF["skipped"]:
@@ -279,6 +280,7 @@ def test_infinite_model_raises_outside_jit_and_is_flagged_inside():
     assert bool(batch.valid[0]) and not bool(batch.valid[1])
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_g_max_is_the_first_pole_of_rt():
     """rt(g) grows without bound towards g_max(W0); beyond it the family ends."""
     gm = g_max(7.0)

@@ -217,6 +217,7 @@ def test_bad_input_inside_jit_raises():
         jax.block_until_ready(f(-5.0))
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_nonconvergence_reported():
     with pytest.raises(EOSConvergenceError, match="did not converge"):
         eos_tp(5000.0, 1e5, max_steps=1)

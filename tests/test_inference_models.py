@@ -241,6 +241,7 @@ def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
     assert abs(iso_lp - expected) > 1.0
 
 
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 def test_anisotropic_proposals_are_finite_models_with_finite_gradients(aniso_mock):
     """At the corners of the box (q -> 1, ra -> ra_min(W0), W0 -> 14, where the isotropic
     g_max(W0) is past the anisotropic one) the proposal is a finite model and the potential

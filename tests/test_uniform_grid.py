@@ -80,6 +80,7 @@ def test_g_max_isotropic_is_the_not_a_knot_spline():
 
 # between nodes, near the minimum of g_max (W0 ~ 7.9; a monotone cubic was 6e-5 off there),
 # at the emulator's lower edge and where the poles crowd (small W0)
+@pytest.mark.slow  # compile-bound; run by benchmarks/slow_checks.py
 @pytest.mark.parametrize("w0", [0.125, 0.525, 4.025, 7.925, 7.975, 12.025])
 def test_g_max_isotropic_follows_find_g_max_between_nodes(w0):
     assert float(solver.g_max_isotropic(w0)) == pytest.approx(solver.find_g_max(w0), abs=2e-8)

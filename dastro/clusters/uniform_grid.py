@@ -1,7 +1,7 @@
 """Cubic Hermite interpolation with given node slopes (bicubic on uniform grids), lean jax code.
 
 The emulators' tables are splines on uniform grids whose node slopes are computed once, at
-load time (by interpax: not-a-knot or monotone splines). Evaluating them here instead of
+load time (by interpax: clamped, not-a-knot or monotone splines). Evaluating them here instead of
 through interpax's general interpolators gives the same polynomials (to rounding; tested)
 with a cell index by arithmetic and one small slice of the stacked table: a fit's NUTS program
 inlines the likelihood gradient several times, and interpax's general code path (search,
