@@ -68,15 +68,15 @@ v cells at large W0). Now:
   q = 1 falls (rt max 2.0e-3), but the table's function is less smooth in v at moderate q,
   where g_fine's sharp turn with anisotropy enters g(q) (rt p99 9.0e-4); g_tab alone gives
   rt p99 5.0e-4 and max 3.2e-3; the blend rt p99 4.7e-4, max 2.3e-3.
-What limits the table now is its resolution in v at W0 >~ 9, where the models turn anisotropic
-within one or two v cells: along v at a node of x and w (W0 = 12.9, q = 0.54) the error rises
-to 1.8e-3 between v nodes (u ~ 0.8), with no sign of noise below the cell scale. More v nodes
-(or a v coordinate that follows the turn, ra ~ rt) are the next step. The 19 nodes in w (15
+Up to version 2 the table's resolution in v limited it at W0 >~ 9, where the models turned
+anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, q = 0.54,
+1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 300 draws, median / p99 / max): rt 1.7e-5 / 4.7e-4 / 2.3e-3, M
-9.7e-7 / 8.6e-5 / 2.8e-4, phi to 0.99 rt 1.7e-3 / 4.6e-2 / 0.23; the issue's 1e-4 is not
-reached.
+Accuracy (table metadata, 300 draws, median / p99 / max; version 3): rt 6.4e-7 / 8.1e-5 /
+1.1e-4 (version 2: 1.7e-5 / 4.7e-4 / 2.3e-3), M 2.6e-7 / 1.3e-5 / 3.8e-5, phi to 0.99 rt
+6.4e-5 / 8.1e-3 / 1.1e-2 (version 2: 1.7e-3 / 4.6e-2 / 0.23); the issue's 1e-4 is not yet
+reached (the worst draws lie near the g_max edge).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
