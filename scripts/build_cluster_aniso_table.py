@@ -2,9 +2,10 @@
 
 Needs dastro/data/g_max_aniso.npz (scripts/build_g_max_aniso_table.py). For every node of a
 uniform (x, w, v) grid -- x = sqrt(W0), q = w / (1 + Q_C (1 - w)),
-u = s / s_max(W0) = sin(V_A v) / sin(V_A),
-s = 1 / (1 + log10 ra), and g = g_max(W0, u) (1 - (0.05 / g_max)^q) (see emulator_aniso.py;
-g_max at the table's nodes is a node value of the finer g_max table)
+ra = R(W0) / sqrt(expm1(y ln(1 + k^2))), y = sin(A v) / sin(A), k = R(W0) / ra_min(W0)
+(emulator_aniso.ra_from_v, the inverse of v_from_ra), and g = g_max(W0, ra) (1 - (0.05 /
+g_max)^q) (see emulator_aniso.py; g_max at the table's nodes is the fine quintic g_max table,
+evaluated on its own (x, u) grid, emulator_aniso._g_max_table_node)
 -- the exact solver (dastro.clusters.solver, rtol 1e-12) is run with that ra (u = 0: ra = inf,
 isotropic) and stored, as float64 (float32 rounding of ln rt alone is ~1e-6 relative in rt,
 ~1e-4 in W at 0.99 rt):
@@ -17,8 +18,8 @@ g_max table, the build time and the emulator's accuracy against the exact solver
 off-grid draws (emulator_aniso.measure_accuracy).
 
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
-      [--check N]   (the default grid, 61 x 19 x 13, takes about 30 min on one core,
-      0.12 s per model, and the accuracy check of 300 draws about 2 min)
+      [--check N]   (the default grid, 61 x 19 x 19, takes about 45 min on one core,
+      0.1 s per model, and the accuracy check of 300 draws a few minutes)
 """
 
 from __future__ import annotations
@@ -63,18 +64,17 @@ def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
     gtab = ea._g_max_table()
     gx = gtab.x_axis[0] + gtab.x_axis[1] * np.arange(gtab.x_axis[2])
     gv = gtab.v_axis[0] + gtab.v_axis[1] * np.arange(gtab.v_axis[2])
-    if not (np.all(np.min(np.abs(x_nodes[:, None] - gx), axis=1) < 1e-12)
-            and np.all(np.min(np.abs(v_nodes[:, None] - gv), axis=1) < 1e-12)):
-        print("warning: this grid's nodes are not all nodes of the g_max table (whose grid "
+    del gv  # the table's v (of ra) and the g_max table's v (of u) are different coordinates
+    if not np.all(np.min(np.abs(x_nodes[:, None] - gx), axis=1) < 1e-12):
+        print("warning: this grid's x nodes are not all nodes of the g_max table (whose grid "
               "should be finer than this one: see emulator_aniso)")
 
     @jax.jit
     def row_batch(x, v):
         """Rows of the n_q models at one (x, v) node."""
         w0 = x**2
-        s = ea.u_from_v(v) * ea.s_max(w0)
-        ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
-        g = emu.g_from_q(jnp.asarray(q_nodes), ea._g_max_xv(x, v))
+        ra = ea.ra_from_v(w0, v)  # inf at v = 0
+        g = emu.g_from_q(jnp.asarray(q_nodes), ea._g_max_table_node(x, v))
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
         return jax.vmap(lambda m: _node_quantities(m, tau))(models), models.valid, g
 
@@ -123,7 +123,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-x", type=int, default=61, help="nodes in x = sqrt(W0)")
     parser.add_argument("--n-q", type=int, default=19, help="nodes in w (of q)")
-    parser.add_argument("--n-v", type=int, default=13, help="nodes in v (u = s / s_max(W0))")
+    parser.add_argument("--n-v", type=int, default=19,
+                        help="nodes in v (of ra: emulator_aniso.v_from_ra)")
     parser.add_argument("--n-tau", type=int, default=64)
     parser.add_argument("--dtype", default="float64", choices=["float32", "float64"])
     parser.add_argument("--out", type=Path, default=OUT)

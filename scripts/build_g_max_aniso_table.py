@@ -16,8 +16,10 @@ script checks the curve again: g_max(W0, s_max(W0)) must stay >= G_FLOOR - 0.05.
 g_max is tabulated on the grid (x, v), x = sqrt(W0), u = s / s_max(W0) = sin(V_A v) / sin(V_A)
 (u = 0: isotropic, by the same criterion, so g_max is smooth in u), and interpolated by the
 emulator with a C1 tensor-product cubic Hermite (emulator_aniso.hermite_weights). The grid is
-finer than the emulator table's (121 x 37: every table node is a node here, with one node
-between table nodes in x and two in v), and each node is refined to 1e-9 in g: near q = 1 the
+finer than the emulator table's (121 x 37: every node of the version-2 table, 61 x 13 in
+(x, v of u), is a node here, with one node between table nodes in x and two in v; the
+version-3 table's v is another coordinate, emulator_aniso.v_from_ra, so only its x nodes are
+nodes here), and each node is refined to 1e-9 in g: near q = 1 the
 table's ln rt depends on g_max(W0, ra) with a factor ~p / 0.05 (ln rt ~ p ln(g_max - g)), so
 the error of the interpolated g_max between nodes -- not only at them -- enters the emulator's
 ln rt about 20 times amplified. On the table's own grid (61 x 13) the cubic's error was up to

@@ -30,9 +30,16 @@ Table coordinates. The table is a rectangle in (x, w, v):
 - w = q (1 + Q_C) / (1 + Q_C q), Q_C = 2, of q = ln(1 - g / g_max) / ln(0.05 / g_max) as in
   the isotropic emulator (ln rt is close to linear in q near the pole of rt(g); w puts 3 times
   more nodes near g = 0, where a uniform q grid is coarsest in g);
-- v with u = s / s_max(W0) = sin(V_A v) / sin(V_A), V_A = 1.4 (nodes ~6 times denser in u
-  at the anisotropic edge, where the models change fastest with ra, than at isotropy, where
-  they are flat in u).
+- v of y = ln(1 + (R / ra)^2) / ln(1 + k^2), k = R(W0) / ra_min(W0): y = sin(A v) / sin(A),
+  A = 1.1 (nodes 2.2 times denser at ra_min), :func:`v_from_ra` (table version 3). Anisotropy
+  acts through (r / ra)^2, and the models start to change where ra falls to a scale R(W0)
+  of the cluster, log10 R = 1.27 + 0.111 W0 + 0.79 tanh((W0 - 6.7) / 1.83) (fitted to where
+  rt starts to change with ra; 3.4 r0 at W0 = 0.5, ~4e3 r0 at 14), so y spreads that turn
+  over the whole axis. Up to version 2 the table used the g_max table's coordinate, u = s /
+  s_max(W0) = sin(V_A v) / sin(V_A), V_A = 1.4, in which the models turned anisotropic within
+  one or two cells at W0 >~ 9 (design study, along v: ln rt interpolation errors up to 1.3e-2
+  with 13 nodes in u, 2.5e-3 with 19; 6.4e-5 with 19 nodes in the new v).
+  The g_max table keeps u (:func:`v_from_u`).
 What limited the first slice (rt error p99 8.5e-3, max 3.7e-2) was not the interpolation order
 but kinks and noise in these coordinates: s_max(W0) was min(1, s_crit - 0.02) through nodes
 of s_crit bisected to 2e-3 (a kink at W0 ~ 3.8 and wiggles elsewhere). Now s_max is analytic.
@@ -49,25 +56,27 @@ W0 = 12 - 14 is 1e-6 - 4e-6 per cell. Against g_max nodes refined to 1e-9, a cub
 the table's own 61 x 13 nodes is off by up to 8.5e-4 in g (W0 ~ 9, v ~ 0.45, where g_max
 starts to fall with anisotropy: flat in v up to u ~ 0.5, then down by 0.6 - 0.8 within a few
 v cells at large W0). Now:
-- g_max is tabulated on a grid 2 x 3 times denser (121 x 37 in (x, v); every table node is a
-  node), each node the first g at which rt reaches 1e6 r0, to 1e-9, and interpolated by a C2
-  quintic Hermite (:func:`quintic_weights`; on a grid of half the density its errors are <= 1e-4,
-  so ~2e-6 on the full grid if they fall as h^6): :func:`g_max_aniso`, the box edge.
+- g_max is tabulated on a grid 2 x 3 times denser (121 x 37 in (x, v), v of u: every node
+  of the version-2 table is a node; since version 3 the table's v nodes are not, and g_fine
+  there is the quintic's value), each node the first g at which rt reaches 1e6 r0, to 1e-9,
+  and interpolated by a C2 quintic Hermite (:func:`quintic_weights`; on a grid of half the
+  density its errors are <= 1e-4, so ~2e-6 on the full grid if they fall as h^6):
+  :func:`g_max_aniso`, the box edge.
 - The q coordinate uses g_max_ref = g_tab + q^4 (g_fine - g_tab) (:func:`_g_max_ref`), g_tab
   the cubic through g_fine's values at the table's nodes. Both agree at the nodes, so the table
   holds the same models either way. Measured (300 draws): with g_fine alone the error near
   q = 1 falls (rt max 2.0e-3), but the table's function is less smooth in v at moderate q,
   where g_fine's sharp turn with anisotropy enters g(q) (rt p99 9.0e-4); g_tab alone gives
   rt p99 5.0e-4 and max 3.2e-3; the blend rt p99 4.7e-4, max 2.3e-3.
-What limits the table now is its resolution in v at W0 >~ 9, where the models turn anisotropic
-within one or two v cells: along v at a node of x and w (W0 = 12.9, q = 0.54) the error rises
-to 1.8e-3 between v nodes (u ~ 0.8), with no sign of noise below the cell scale. More v nodes
-(or a v coordinate that follows the turn, ra ~ rt) are the next step. The 19 nodes in w (15
+Up to version 2 the table's resolution in v limited it at W0 >~ 9, where the models turned
+anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, q = 0.54,
+1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 300 draws, median / p99 / max): rt 1.7e-5 / 4.7e-4 / 2.3e-3, M
-9.7e-7 / 8.6e-5 / 2.8e-4, phi to 0.99 rt 1.7e-3 / 4.6e-2 / 0.23; the issue's 1e-4 is not
-reached.
+Accuracy (table metadata, 300 draws, median / p99 / max; version 3): rt 6.4e-7 / 8.1e-5 /
+1.1e-4 (version 2: 1.7e-5 / 4.7e-4 / 2.3e-3), M 2.6e-7 / 1.3e-5 / 3.8e-5, phi to 0.99 rt
+6.4e-5 / 8.1e-3 / 1.1e-2 (version 2: 1.7e-3 / 4.6e-2 / 0.23); the issue's 1e-4 is not yet
+reached (the worst draws lie near the g_max edge).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
@@ -111,12 +120,13 @@ from dastro.clusters.moments import density_integral, second_moment_integrals
 from dastro.clusters.solver import G_MODEL, ClusterModel, Projected, _check_scalar, _is_concrete
 from dastro.clusters.uniform_grid import UniformAxis, matmul_constant, uniform_axis
 
-__all__ = ["AnisoTable", "EmulatedAnisotropic", "emulate_aniso", "g_hi_aniso", "g_max_aniso",
-           "load_aniso_table", "measure_accuracy", "ra_min", "s_max"]
+__all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", "g_hi_aniso",
+           "g_max_aniso", "load_aniso_table", "measure_accuracy", "ra_min", "s_max"]
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-TABLE_VERSION = 2
+#: 3: the table's v coordinate is v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
+TABLE_VERSION = 3
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
 G_MAX_TABLE_VERSION = 3
 #: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
@@ -130,9 +140,15 @@ _S_ISO = 0.01
 #: smooth (analytic) curve below s_crit(W0) - 0.02 at every W0 (see :func:`s_max`).
 S_MAX_C = 3.95
 S_MAX_P = 6.0
-#: Table coordinate along anisotropy: u = sin(V_A v) / sin(V_A), v uniform in [0, 1]; the
-#: nodes are ~6 times denser in u at the anisotropic edge (u = 1) than at isotropy (u = 0).
+#: The g_max table's coordinate along anisotropy (and the emulator table's up to version 2):
+#: u = sin(V_A v) / sin(V_A), v uniform in [0, 1]; the nodes are ~6 times denser in u at the
+#: anisotropic edge (u = 1) than at isotropy (u = 0). See :func:`v_from_u`.
 V_A = 1.4
+#: The emulator table's coordinate along anisotropy (version 3, :func:`v_from_ra`): log10 of
+#: the scale R(W0) [r0] = R_C0 + R_C1 W0 + R_C2 tanh((W0 - R_W1) / R_DW), and the stretch
+#: TAB_A of v (nodes 2.2 times denser at ra_min than at isotropy).
+R_C0, R_C1, R_C2, R_W1, R_DW = 1.27, 0.111, 0.79, 6.7, 1.83
+TAB_A = 1.1
 #: Table coordinate along g: w = q (1 + Q_C) / (1 + Q_C q), uniform in [0, 1]: nodes 3 times
 #: denser in q near g = 0 (where one q cell of the plain q grid spans ~1 in g) and 3 times
 #: sparser at the pole, where ln rt is nearly linear in q anyway.
@@ -403,6 +419,49 @@ def ra_min(W0) -> jax.Array:
     return 10.0 ** (1.0 / s_max(W0) - 1.0)
 
 
+# The table's v coordinate (version 3). Anisotropy enters the models through (r / ra)^2, and
+# it changes them once ra falls to a W0-dependent scale R(W0) of the cluster (an empirical
+# fit of where rt starts to change with ra: 3.4 r0 at W0 = 0.5, 100 r0 at 6.7, 4e3 r0 at 14).
+# y = ln(1 + (R / ra)^2) / ln(1 + k^2), k = R / ra_min, is 0 at isotropy and 1 at ra_min and,
+# unlike u = s / s_max, spreads the turn of the models with ra over many cells: in a design
+# study (dense exact samples along v at fixed (W0, q), W0 = 0.5 - 14), the worst error of the
+# cubic along v in ln rt was 1.3e-2 with 13 nodes in u (the version-2 table), 2.5e-3 with 19,
+# and 6.4e-5 with 19 nodes in this v (2.2e-4 with 13).
+# v = arcsin(y sin TAB_A) / TAB_A puts 2.2 times more nodes near ra_min.
+
+
+def aniso_scale(W0) -> jax.Array:
+    """The anisotropy scale R(W0) [r0] of the table's v coordinate (see :func:`v_from_ra`)."""
+    W0 = jnp.asarray(W0, float)
+    return 10.0 ** (R_C0 + R_C1 * W0 + R_C2 * jnp.tanh((W0 - R_W1) / R_DW))
+
+
+def _ln1pk2(W0):
+    """ln(1 + k^2), k = R(W0) / ra_min(W0): the value of ln(1 + (R / ra)^2) at ra_min."""
+    return jnp.log1p((aniso_scale(W0) / ra_min(W0)) ** 2)
+
+
+def v_from_ra(W0, ra):
+    """The table's coordinate along anisotropy: v = arcsin(y sin TAB_A) / TAB_A with
+    y = ln(1 + (R(W0) / ra)^2) / ln(1 + k^2) (0 at ra = inf, exactly and with every
+    derivative in ra; 1 at ra = ra_min(W0)). Not clipped."""
+    y = jnp.log1p(aniso_scale(W0) ** 2 * _inv_ra2(jnp.asarray(ra, float))) / _ln1pk2(W0)
+    return jnp.arcsin(y * math.sin(TAB_A)) / TAB_A
+
+
+def ra_from_v(W0, v):
+    """Inverse of :func:`v_from_ra` in closed form: ra = R / sqrt(expm1(y ln(1 + k^2))),
+    y = sin(TAB_A v) / sin(TAB_A); inf at v = 0 (used by the table builder)."""
+    y = jnp.sin(TAB_A * jnp.asarray(v, float)) / math.sin(TAB_A)
+    t = jnp.expm1(y * _ln1pk2(W0))
+    return jnp.where(t > 0, aniso_scale(W0) / jnp.sqrt(jnp.where(t > 0, t, 1.0)), jnp.inf)
+
+
+def _v_g_max(W0, ra):
+    """The g_max table's v coordinate (old: u = s / s_max(W0) with V_A) at (W0, ra) in the box."""
+    return v_from_u(jnp.clip(s_from_ra(ra) / s_max(W0), 0.0, 1.0))
+
+
 def _g_max_xv(x, v):
     tab = _g_max_table()
     return _interp_nd(jnp.asarray(tab.g_max)[..., None], (tab.x_axis, tab.v_axis), (x, v),
@@ -459,12 +518,12 @@ def unpack(row, n_tau):
 
 class AnisoTable(eqx.Module):
     """The loaded table f[x, w, v, values] (x = sqrt(W0), w of q: :func:`w_from_q`, v:
-    :func:`v_from_u`) and its grids."""
+    :func:`v_from_ra`) and its grids."""
 
     f: jax.Array
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
-    g_max_nodes: jax.Array  # g_max at the table's (x, v) nodes (for :func:`_g_max_ref`)
+    g_max_nodes: jax.Array  # g_fine at the table's (x, v) nodes (for :func:`_g_max_ref`)
     axes: tuple = eqx.field(static=True)  # (x0, h, n) for x = sqrt(W0), w (of q), v
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
@@ -482,6 +541,10 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "dastro_version": dastro.__version__,
         "box": {"W0": [W0_MIN, W0_MAX], "g": f"[0, g_max(W0, ra) - {G_MARGIN}]",
                 "ra": "[ra_min(W0), inf] (s = 1/(1 + log10 ra) in [0, s_max(W0)])"},
+        "grid": "x = sqrt(W0); w = q (1 + q_c) / (1 + q_c q); v = arcsin(y sin A) / A, "
+                "y = ln(1 + (R/ra)^2) / ln(1 + (R/ra_min)^2), "
+                "log10 R = c0 + c1 W0 + c2 tanh((W0 - W1) / dW) (v_map)",
+        "v_map": {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A},
         "shape": list(np.shape(arrays["f"])),
         "dtype": str(np.asarray(arrays["f"]).dtype),
         "sha256": array_hash(arrays),
@@ -514,19 +577,29 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
                     f"{N_SERIES * n_tau + N_SCALARS}")
     if meta.get("q_c") != Q_C:
         raise error(f"its q coordinate has Q_C = {meta.get('q_c')}, this code {Q_C}")
+    v_map = {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A}
+    if meta.get("v_map") != v_map:
+        raise error(f"its v coordinate is {meta.get('v_map')}, this code's {v_map}")
     axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("x", "w", "v"))
     x_end = axes[0][0] + axes[0][1] * (axes[0][2] - 1)
     if not (np.isclose(axes[0][0] ** 2, W0_MIN) and np.isclose(x_end**2, W0_MAX)):
         raise error("its W0 nodes do not span the box")
     xv = np.meshgrid(arrays["x_nodes"], arrays["v_nodes"], indexing="ij")
-    g_nodes = np.asarray(jax.vmap(_g_max_xv)(jnp.asarray(xv[0].ravel()),
-                                             jnp.asarray(xv[1].ravel())))
+    # g_fine at the table's nodes: the g_max table has its own (x, old v) grid
+    g_nodes = np.asarray(jax.vmap(_g_max_table_node)(jnp.asarray(xv[0].ravel()),
+                                                     jnp.asarray(xv[1].ravel())))
     return AnisoTable(
         f=jnp.asarray(arrays["f"]), tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
         cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
         g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), axes=axes,
         n_tau=n_tau, meta=json.dumps(meta),
     )
+
+
+def _g_max_table_node(x, v):
+    """g_max (the fine quintic, :func:`_g_max_xv`) at the emulator table's node (x, v)."""
+    w0 = x**2
+    return _g_max_xv(x, _v_g_max(w0, ra_from_v(w0, v)))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -578,8 +651,9 @@ BLEND_POWER = 4
 def _g_max_ref(table: AnisoTable, x, v, q, g_fine):
     """The g_max that defines the q coordinate at (x, v, q): g_tab + q^BLEND_POWER (g_fine -
     g_tab), where g_fine is the accurate g_max (:func:`_g_max_xv`, the box edge) and g_tab the
-    cubic through its values at the table's own nodes. Both agree at every table node, so the
-    tabulated models are the same for any q; between nodes g_fine puts q = 1 at 0.05 from the
+    cubic through its values at the table's own nodes (x, v: the table's coordinates; g_fine
+    lives on the g_max table's own grid, :func:`_v_g_max`). Both agree at every table node,
+    so the tabulated models are the same for any q; between nodes g_fine puts q = 1 at 0.05 from the
     true edge (an error there enters ln rt about 20 times amplified), while g_tab, smoother
     on the table's scale, keeps the table's function smoother at moderate q (measured)."""
     (x_axis, _, v_axis) = table.axes
@@ -606,8 +680,11 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     u = s / smax
     ra_ok = (ra > 0) & (s >= 0) & (u <= 1.0)  # False for NaN
     u_in = jnp.where(ra_ok, jnp.clip(u, 0.0, 1.0), 0.0)
-    x_in, v_in = x_from_w0(w_in), v_from_u(u_in)
-    gm = _g_max_xv(x_in, v_in)
+    x_in = x_from_w0(w_in)
+    # g_max on its own grid (old v of u); the table in its v of ra (v_from_ra)
+    gm = _g_max_xv(x_in, v_from_u(u_in))
+    ra_in = jnp.where(ra_ok, ra, jnp.inf)
+    v_in = jnp.clip(v_from_ra(w_in, ra_in), 0.0, 1.0)
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
@@ -753,8 +830,12 @@ def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
 
 
 def g_from_q_u(q, W0, u, table: AnisoTable | None = None):
-    """g at table coordinates (q, u) and W0 (the inverse of the emulator's q(g))."""
+    """g at (q, u = s / s_max(W0)) and W0 (the inverse of the emulator's q(g))."""
     table = load_aniso_table() if table is None else table
-    x, v = x_from_w0(jnp.asarray(W0, float)), v_from_u(jnp.asarray(u, float))
+    W0, u = jnp.asarray(W0, float), jnp.asarray(u, float)
+    x = x_from_w0(W0)
+    s = u * s_max(W0)
+    ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
+    v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
     q = jnp.asarray(q, float)
-    return g_from_q(q, _g_max_ref(table, x, v, q, _g_max_xv(x, v)))
+    return g_from_q(q, _g_max_ref(table, x, v, q, _g_max_xv(x, v_from_u(u))))
