@@ -1,6 +1,7 @@
 """The isotropic emulator against the exact solver: accuracy, smoothness, box, table integrity."""
 
 import json
+import math
 import shutil
 
 import jax
@@ -236,9 +237,17 @@ def test_g_beyond_the_box_is_rejected_and_flagged_under_jit():
     assert np.isnan(float(flagged))
 
 
-def test_anisotropic_request_is_refused():
-    with pytest.raises(ValueError, match="isotropic"):
-        emu.emulate(5.0, 1.0, ra=5.0)
+def test_anisotropic_request_goes_to_the_anisotropic_table():
+    from dastro.clusters.emulator_aniso import emulate_aniso
+
+    fast = emu.emulate(5.0, 1.0, ra=5.0)
+    assert float(fast.rt) == float(emulate_aniso(5.0, 1.0, 5.0).rt)
+    assert 0.1 < float(fast.profiles(fast.rt * 0.5).beta) < 1.0  # radially anisotropic
+    assert float(emu.emulate(5.0, 1.0, ra=math.inf).rt) == float(emu.emulate(5.0, 1.0).rt)
+    with pytest.raises(ValueError, match="anisotropic table"):
+        emu.emulate(5.0, 1.0, ra=5.0, table=TABLE)
+    with pytest.raises(ValueError, match="ra"):
+        emu.emulate(5.0, 1.0, ra=float("nan"))
 
 
 def test_missing_or_corrupt_table_fails_clearly(tmp_path):
@@ -255,7 +264,7 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
     with np.load(copy) as data:
         arrays = {k: np.array(data[k]) for k in data.files}
     arrays["f"][3, 3, 3] *= 1.0001
-    np.savez_compressed(copy, **arrays)
+    np.savez(copy, **arrays)
     with pytest.raises(ValueError, match="SHA-256"):
         emu.load_table(copy)
     # A table from another layout version.
@@ -263,7 +272,7 @@ def test_missing_or_corrupt_table_fails_clearly(tmp_path):
     meta["table_version"] = emu.TABLE_VERSION + 1
     arrays["meta"] = np.asarray(json.dumps(meta))
     arrays["f"][3, 3, 3] /= 1.0001
-    np.savez_compressed(copy, **arrays)
+    np.savez(copy, **arrays)
     with pytest.raises(ValueError, match="layout version"):
         emu.load_table(copy)
 

@@ -838,24 +838,33 @@ def g_hi(W0, table: EmulatorTable | None = None) -> jax.Array:
 
 
 def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
-    """An isotropic lowered-isothermal model from the emulator, in model units.
+    """A lowered-isothermal model from the emulator, in model units.
 
     Same interface as :func:`dastro.clusters.solve` (profiles, projected, scalars, scale),
-    about a thousand times faster, accurate to ~1e-5 inside its box.
+    about a thousand times faster. Isotropic models (ra None or inf) come from the isotropic
+    table, accurate to ~1e-5 inside its box; anisotropic ones (any other ra, and a traced ra)
+    from the anisotropic table (:func:`dastro.clusters.emulator_aniso.emulate_aniso`:
+    scalars to ~1e-4, profiles within 0.9 rt to ~1e-3; its metadata holds the measured table).
 
     Args:
         W0: central potential, 0.5 <= W0 <= 14.
-        g: truncation parameter, 0 <= g <= g_max(W0) - 0.05.
-        ra: must be None (the anisotropic table is not built yet).
-        table: a loaded table (default: the shipped one, read on first use).
+        g: truncation parameter, 0 <= g <= g_max(W0, ra) - 0.05.
+        ra: anisotropy radius in units of r0 (>= ra_min(W0), about r0 at W0 <~ 2.5 and
+            350 r0 at W0 = 14); None or inf for isotropic.
+        table: a loaded isotropic table (default: the shipped one, read on first use); for
+            anisotropic models call ``emulate_aniso(..., table=...)``.
 
     Raises:
         ValueError: parameters outside the box (outside jit; under jit the model is flagged
             invalid with NaN outputs), NaN, non-scalars, or a missing or corrupt table.
     """
     if ra is not None and not (_is_concrete(ra) and math.isinf(float(ra))):
-        raise ValueError("the emulator covers isotropic models only (ra=None); use "
-                         "dastro.clusters.solve for anisotropic models")
+        if table is not None:
+            raise ValueError("table= is an isotropic table, but ra asks for an anisotropic "
+                             "model: pass the anisotropic table to emulate_aniso instead")
+        from dastro.clusters.emulator_aniso import emulate_aniso  # imports this module
+
+        return emulate_aniso(W0, g, ra)
     table = load_table() if table is None else table
     _check_scalar("W0", W0, lower=W0_MIN, upper=W0_MAX, lower_open=False,
                   what=" (emulator box)")
