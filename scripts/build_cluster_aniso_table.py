@@ -18,8 +18,8 @@ g_max table, the build time and the emulator's accuracy against the exact solver
 off-grid draws (emulator_aniso.measure_accuracy).
 
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
-      [--check N]   (the default grid, 61 x 19 x 19, takes about 45 min on one core,
-      0.1 s per model, and the accuracy check of 300 draws a few minutes)
+      [--check N]   (the default grid, 61 x 19 x 19, took 77 min on one core of the 2-core
+      machine, 0.1 - 0.35 s per model, and the accuracy check of 300 draws ~5 min)
 """
 
 from __future__ import annotations
