@@ -881,6 +881,29 @@ def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
 # ----------------------------------------------------------------------------- accuracy
 
 
+def profile_error(exact, emulated, radii, relative_everywhere: bool = False):
+    """Largest error of a profile sampled at radii (in units of rt) and the radius where it
+    lies: relative at r <= 0.99 rt, beyond in absolute terms in units of the central value
+    (where the profiles fall to zero); relative everywhere for profiles that do not (mc)."""
+    a, b = np.asarray(exact), np.asarray(emulated)
+    inner = np.ones(radii.shape, bool) if relative_everywhere else radii <= 0.99
+    err = np.where(inner, np.abs(b / a - 1.0), np.abs(b - a) / abs(a[0]))
+    j = int(np.argmax(err))
+    return float(err[j]), float(radii[j])
+
+
+def error_statistics(errors: dict, worst) -> dict:
+    """{name: {"median", "p99", "max", "worst"}} of per-draw errors {name: [error, ...]};
+    worst(name, i) describes draw i, the one with the largest error."""
+    out = {}
+    for k, v in errors.items():
+        v = np.asarray(v)
+        i = int(np.argmax(v))
+        out[k] = {"median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
+                  "max": float(v.max()), "worst": worst(k, i)}
+    return out
+
+
 def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = None,
                      progress: bool = False) -> dict:
     """Relative errors of the emulator against the exact solver over n random models.
@@ -943,23 +966,16 @@ def measure_accuracy(n: int, *, seed: int = 0, table: EmulatorTable | None = Non
         for k, (a, b) in zip(names_s, scal, strict=True):
             errors[k].append(abs(float(b) / float(a) - 1.0))
         for k, (a, b) in zip(names_p, prof, strict=True):
-            a, b = np.asarray(a), np.asarray(b)
-            radii = frac if a.shape == frac.shape else frac_p
-            mask = radii <= 0.99
-            if k == "mc":  # mc does not vanish at rt: relative everywhere
-                mask = np.ones_like(mask)
-            err = np.where(mask, np.abs(b / a - 1.0), np.abs(b - a) / abs(a[0]))
-            errors[k].append(err.max())
-            where[k].append(radii[np.argmax(err)])
-    out = {}
-    for k, v in errors.items():
-        v = np.asarray(v)
-        i = int(np.argmax(v))
-        worst = {"W0": float(W0[i]), "g": float(g[i]), "index": i}
-        if k in where:
-            worst["r_over_rt"] = float(where[k][i])
-        out[k] = {"median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
-                  "max": float(v.max()), "worst": worst}
+            radii = frac if np.shape(a) == frac.shape else frac_p
+            err, at = profile_error(a, b, radii, relative_everywhere=k == "mc")
+            errors[k].append(err)
+            where[k].append(at)
+
+    def worst(k, i):
+        return {"W0": float(W0[i]), "g": float(g[i]), "index": i,
+                **({"r_over_rt": where[k][i]} if k in where else {})}
+
+    out = error_statistics(errors, worst)
     return {"n": n, "seed": seed, "quantities": out,
             "note": "relative error for r <= 0.99 rt; beyond, absolute in units of the "
                     "central value"}

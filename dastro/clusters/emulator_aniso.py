@@ -113,7 +113,9 @@ from dastro.clusters.emulator import (
     EmulatedLoweredIsothermal,
     _chebyshev,
     chebyshev_coefficient_matrix,
+    error_statistics,
     g_from_q,
+    profile_error,
     q_from_g,
 )
 from dastro.clusters.moments import density_integral, second_moment_integrals
@@ -798,7 +800,6 @@ def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
         return scal, prof, proj, exact.valid & emu.valid
 
     errors = {k: [] for k in SCALAR_NAMES + PROFILE_NAMES + PROJECTED_NAMES}
-    inner, inner_p = frac <= 0.99, frac_p <= 0.99
     it = range(n)
     if progress:
         from tqdm import tqdm
@@ -811,19 +812,11 @@ def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
         scal = np.asarray(scal)
         for k, a, b in zip(SCALAR_NAMES, scal[0], scal[1], strict=True):
             errors[k].append(abs(b / a - 1.0))
-        for names, (a_all, b_all), mask0 in ((PROFILE_NAMES, prof, inner),
-                                             (PROJECTED_NAMES, proj, inner_p)):
+        for names, (a_all, b_all), radii in ((PROFILE_NAMES, prof, frac),
+                                             (PROJECTED_NAMES, proj, frac_p)):
             for k, a, b in zip(names, np.asarray(a_all), np.asarray(b_all), strict=True):
-                mask = np.ones_like(mask0) if k == "mc" else mask0
-                rel = np.abs(b[mask] / a[mask] - 1.0)
-                edge = np.abs(b[~mask] - a[~mask]) / abs(a[0])
-                errors[k].append(max(rel.max(), edge.max() if edge.size else 0.0))
-    out = {}
-    for k, v in errors.items():
-        v = np.asarray(v)
-        j = int(np.argmax(v))
-        out[k] = {"median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
-                  "max": float(v.max()), "worst": [float(W0[j]), float(g[j]), float(ra[j])]}
+                errors[k].append(profile_error(a, b, radii, relative_everywhere=k == "mc")[0])
+    out = error_statistics(errors, lambda k, j: [float(W0[j]), float(g[j]), float(ra[j])])
     return {"n": n, "seed": seed, "quantities": out,
             "note": "relative error for r <= 0.99 rt; beyond, absolute in units of the "
                     "central value; worst = (W0, g, ra) of the max"}
