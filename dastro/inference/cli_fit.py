@@ -110,8 +110,8 @@ def parser_fit_cluster() -> argparse.ArgumentParser:
                         "integrated out per star by Gauss-Hermite (no velocity latents; for "
                         "errors below about half the dispersion)")
     p.add_argument("--anisotropic", action="store_true",
-                   help="also fit the anisotropy radius ra [r0] (the exact solver at every "
-                        "step: much slower; every star needs all three velocities)")
+                   help="also fit the anisotropy radius ra [r0] (the anisotropic emulator; "
+                        "every star needs all three velocities)")
     p.add_argument("--n-stars", type=int, default=300,
                    help="stars in the embedded mock (default 300)")
     _common(p)

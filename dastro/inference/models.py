@@ -18,10 +18,10 @@ f_field        field-star fraction (with contamination)               U(0, 1)
 
 and deterministic g, M [Msun], rh, rt [pc] (and ra [r0]). The emulator
 (:func:`dastro.clusters.emulate`) gives the model at every leapfrog step; it is C1 in (W0, g),
-so the posterior is smooth. Anisotropic fits solve the exact model (:func:`dastro.clusters.solve`,
-differentiable through diffrax) at every step instead, inside the box of the anisotropic g_max
-table: ra >= ra_min(W0) (sampled as eta_ra, :func:`_edge_log10`; ra_min is about r0 at
-W0 <~ 2.5 and 350 r0 at W0 = 14) and g = q g_hi(W0, ra), g_hi = g_max(W0, ra) - 0.05
+so the posterior is smooth. Anisotropic fits use the anisotropic emulator
+(:func:`dastro.clusters.emulator_aniso.emulate_aniso`, also C1; rt to ~1e-4) inside its box:
+ra >= ra_min(W0) (sampled as eta_ra, :func:`_edge_log10`; ra_min is about r0 at W0 <~ 2.5 and
+350 r0 at W0 = 14) and g = q g_hi(W0, ra), g_hi = g_max(W0, ra) - 0.05
 (:func:`dastro.clusters.emulator_aniso.g_hi_aniso`), so every proposal is a finite model.
 
 Per star (latent coordinates, the hierarchical approach):
@@ -74,8 +74,8 @@ import numpyro.distributions as dist
 
 from dastro.clusters.df_local import log_density_local, radius_at_potential
 from dastro.clusters.emulator import _emulate, g_hi, load_table
-from dastro.clusters.emulator_aniso import g_hi_aniso, ra_min
-from dastro.clusters.solver import solve
+from dastro.clusters.emulator_aniso import _emulate as _emulate_aniso
+from dastro.clusters.emulator_aniso import g_hi_aniso, load_aniso_table, ra_min
 from dastro.constants import K_PM
 from dastro.inference.data import StarData
 
@@ -128,8 +128,8 @@ class FitConfig(NamedTuple):
         error_nodes: Gauss-Hermite nodes per velocity component with "marginal" (default 5;
             the cost per star grows as error_nodes ** (components with errors)).
         anisotropic: also fit the anisotropy radius ra (in units of r0; uniform prior on
-            log10 ra, ``Priors.log10_ra``). The model is then the exact solver, solved at every
-            gradient (the emulator is isotropic): about 10-50 times slower per step. Every star
+            log10 ra, ``Priors.log10_ra``) with the anisotropic emulator, whose box is
+            ra >= ra_min(W0) and g <= g_max(W0, ra) - 0.05. Every star
             needs all three velocity components (the closed-form marginals over missing
             components hold for isotropic models only). Models with g >= g_max(W0, ra) get
             zero posterior density.
@@ -221,12 +221,12 @@ def cluster_shape(config: FitConfig, data: StarData):
         values["g"] = numpyro.deterministic("g", q * g_hi(W0))
         return _emulate(load_table(), W0, values["g"]).gridded(), values
     # ra >= ra_min(W0) and g < g_max(W0, ra) - 0.05 (the box of the anisotropic g_max table):
-    # every proposal is a finite model, and neither edge is a wall (see _edge_log10). Models
-    # past g_max have NaN outputs whose gradients end a fit (the exact solver's root finds).
+    # every proposal is a model of the anisotropic emulator's box, and neither edge is a wall
+    # (see _edge_log10). Models past g_max are infinite (NaN outputs and gradients).
     log10_ra = _edge_log10("log10_ra", jnp.log(ra_min(W0)), pr.log10_ra)
     values["ra"] = numpyro.deterministic("ra", 10.0**log10_ra)
     values["g"] = numpyro.deterministic("g", q * g_hi_aniso(W0, values["ra"]))
-    model = solve(W0, values["g"], values["ra"])
+    model = _emulate_aniso(load_aniso_table(), W0, values["g"], values["ra"])
     numpyro.factor("finite_model", jnp.where(model.valid, 0.0, -jnp.inf))  # a safeguard
     return model, values
 
@@ -581,8 +581,8 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
         from dastro.clusters.emulator import emulate
 
         if config.anisotropic:
-            shape = solve(init["W0"], float(g_hi_aniso(init["W0"], ra_start)) * init["q"],
-                          ra_start)
+            shape = _emulate_aniso(load_aniso_table(), init["W0"],
+                                   float(g_hi_aniso(init["W0"], ra_start)) * init["q"], ra_start)
         else:
             shape = emulate(init["W0"], float(g_hi(init["W0"])) * init["q"])
         x = (data.x - guess["x0"]) * scale
