@@ -34,26 +34,6 @@ def _mappings() -> int:
         return 0
 
 
-# The longest files first: with --dist loadfile and --no-loadscope-reorder (pyproject.toml)
-# pytest-xdist hands out files in collection order, so a long file collected last keeps one
-# worker busy while the other idles. Without --no-loadscope-reorder xdist reorders the files
-# by their number of tests, which undid this order (measured 2026-12-05: 1940 CPU-s of tests
-# on 2 workers took 1117 s, 150 s above an even split). Order: CPU seconds per file in that
-# run, most first; the rest follow in collection order.
-_LONG_FIRST = ("test_cluster_solver.py", "test_continuum.py", "test_cluster_emulator.py",
-               "test_cluster_emulator_aniso.py", "test_inference_models.py",
-               "test_cluster_df.py", "test_notebooks.py", "test_eos.py",
-               "test_cluster_df_local.py", "test_transfer.py", "test_synth.py", "test_voigt.py",
-               "test_cluster_sample.py", "test_uniform_grid.py", "test_cluster_moments.py",
-               "test_inference_profiles.py", "test_cli.py", "test_inference_fit.py",
-               "test_inference_error_marginal.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within files
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _bound_memory_mappings():
     yield
