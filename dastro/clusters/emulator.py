@@ -113,8 +113,8 @@ def y_from_w0(W0):
     so nodes uniform in y are spaced dW0 ~ W0 / (W0 + a) in W0: 0.051 at W0 = 0.5, 0.079 at
     W0 = 14 with the shipped table's 181 nodes. At small W0 the models vary like powers and
     logarithms of W0 (rt ~ W0^(1/2) as W0 -> 0), their k-th derivatives like W0^-k: a grid
-    uniform in W0
-    (201 nodes, 0.0675) left Sigma errors of 1.9e-5 mid-cell at W0 ~ 0.6, ~(h / W0)^4.
+    uniform in W0 (201 nodes, 0.0675) left Sigma errors of 1.9e-5 mid-cell at W0 ~ 0.6,
+    ~(h / W0)^4.
     (A larger a, 1.5, took too many nodes from high W0: medians rose 1.5x.) Analytic,
     increasing; inputs outside [0.5, 14] are the caller's to refuse.
     """

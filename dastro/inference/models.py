@@ -581,8 +581,8 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
         from dastro.clusters.emulator import emulate
 
         if config.anisotropic:
-            shape = _emulate_aniso(load_aniso_table(), init["W0"],
-                                   float(g_hi_aniso(init["W0"], ra_start)) * init["q"], ra_start)
+            shape = emulate(init["W0"], float(g_hi_aniso(init["W0"], ra_start)) * init["q"],
+                            ra_start)
         else:
             shape = emulate(init["W0"], float(g_hi(init["W0"])) * init["q"])
         x = (data.x - guess["x0"]) * scale
