@@ -1,5 +1,5 @@
-"""Speed of the isotropic emulator against astro-limepy's model solve, side by side (issue 3:
-one evaluation at least 1000 times faster than astro-limepy's solve).
+"""Speed of the emulators against astro-limepy's model solve, side by side (issue 3: one
+evaluation at least 1000 times faster than astro-limepy's solve).
 
 One "evaluation" is a full set of profiles at 100 radii: phi, rho, mc, v2, v2r, v2t, beta and
 the projected Sigma, v2p, v2R, v2T, plus the scalars. Measured after compilation, best of N
@@ -11,13 +11,16 @@ machine inflates less):
 - astro-limepy: limepy(W0, g) (default tolerances, no projection) and with project=True,
   which computes the same projected profiles as the emulator; the same --n-limepy models
   for both, each the best of --limepy-repeat calls, then averaged over the models;
-- dastro exact solver for the same models (one per call), for reference.
+- dastro exact solver for the same models (one per call), for reference;
+- the anisotropic emulator (emulator_aniso, random (W0, g, ra) in its box with 1 <= W0 <= 12),
+  one model per call and a batch of --n-aniso, against limepy(W0, g, ra=ra, project=True)
+  for --n-limepy of the same models.
 Prints the times and the ratios of astro-limepy's times to the emulator's (single call and
 batch), and writes benchmarks/results/clusters_emulator.json, including the emulator's own
 accuracy table from its metadata and the load average during the run.
 
-Run: python benchmarks/clusters_emulator.py [--n 1000] [--n-limepy 50] [--repeat 20]
-     [--limepy-repeat 3]
+Run: python benchmarks/clusters_emulator.py [--n 1000] [--n-aniso 200] [--n-limepy 50]
+     [--repeat 20] [--limepy-repeat 3]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dastro.clusters import emulator as emu
+from dastro.clusters import emulator_aniso as ea
 from dastro.clusters import solve
 
 OUT = Path(__file__).parent / "results" / "clusters_emulator.json"
@@ -43,6 +47,54 @@ def _everything(table, w0, g):
     m = emu._emulate(table, w0, g)
     r = FRAC * jnp.exp(m.ln_rt)
     return m._profiles(r), m._projected(r), jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
+
+
+def _everything_aniso(table, w0, g, ra):
+    m = ea._emulate(table, w0, g, ra)
+    r = FRAC * jnp.exp(m.ln_rt)
+    return m._profiles(r), m._projected(r), jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
+
+
+def _limepy_time(limepy, calls, repeat):
+    """Mean over the models of the best of `repeat` astro-limepy solves (and the fastest);
+    calls: [(args, kwargs)] of limepy.limepy, one per model."""
+    times = []
+    for p, kw in calls:
+        best = np.inf
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            limepy.limepy(*p, **kw)
+            best = min(best, time.perf_counter() - t0)
+        times.append(best)
+    return float(np.mean(times)), float(np.min(times))
+
+
+def _anisotropic(args, limepy):
+    """Timings of the anisotropic emulator (single call, batch) and of astro-limepy with ra."""
+    table = ea.load_aniso_table()
+    W0, g, ra = ea.random_parameters(4 * args.n_aniso, seed=11)
+    keep = (W0 >= 1.0) & (W0 <= 12.0)
+    W0, g, ra = W0[keep][:args.n_aniso], g[keep][:args.n_aniso], ra[keep][:args.n_aniso]
+    one = jax.jit(_everything_aniso)
+    jax.block_until_ready(one(table, W0[0], g[0], ra[0]))
+    single_wall, single_cpu = _best(lambda: one(table, W0[1], g[1], ra[1]), 10 * args.repeat)
+    many = jax.jit(jax.vmap(_everything_aniso, in_axes=(None, 0, 0, 0)))
+    jax.block_until_ready(many(table, W0, g, ra))
+    batch_wall, batch_cpu = _best(lambda: many(table, W0, g, ra), max(3, args.repeat // 4))
+    n = len(W0)
+    out = {"single_call_s": single_wall, "single_call_cpu_s": single_cpu,
+           "per_model_in_batch_s": batch_wall / n, "per_model_in_batch_cpu_s": batch_cpu / n,
+           "batch": n, "accuracy": table.metadata.get("accuracy")}
+    if limepy is not None:
+        n_ref = min(args.n_limepy, n)
+        calls = [((W0[i], g[i]), {"ra": ra[i], "project": True}) for i in range(n_ref)]
+        out["limepy_solve_project_s"] = _limepy_time(limepy, calls, args.limepy_repeat)[0]
+        out["limepy_models"] = n_ref
+        out["ratios"] = {f"limepy_solve_project_over_emulator_{kind}":
+                         out["limepy_solve_project_s"] / out[key]
+                         for kind, key in [("single", "single_call_s"),
+                                           ("batch", "per_model_in_batch_s")]}
+    return out
 
 
 def _best(fn, repeat=5):
@@ -59,6 +111,8 @@ def _best(fn, repeat=5):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--n-aniso", type=int, default=200,
+                        help="anisotropic models in the batch")
     parser.add_argument("--n-limepy", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--limepy-repeat", type=int, default=3,
@@ -118,18 +172,13 @@ def main():
         limepy = None
     if limepy is not None:
         for label, kw in [("limepy_solve", {}), ("limepy_solve_project", {"project": True})]:
-            times = []
-            for i in range(n_ref):  # the same models for both variants
-                best = np.inf
-                for _ in range(args.limepy_repeat):
-                    t0 = time.perf_counter()
-                    limepy.limepy(w0[i], g[i], **kw)
-                    best = min(best, time.perf_counter() - t0)
-                times.append(best)
-            # best of repeats per model, like the emulator's best of repeats (less sensitive
-            # to other jobs); then the mean over models, whose cost varies with (W0, g)
-            result[label + "_s"] = float(np.mean(times))
-            result[label + "_min_s"] = float(np.min(times))
+            # the same models for both variants; best of repeats per model, like the
+            # emulator's best of repeats (less sensitive to other jobs); then the mean over
+            # models, whose cost varies with (W0, g)
+            mean, fastest = _limepy_time(limepy, [((w0[i], g[i]), kw) for i in range(n_ref)],
+                                         args.limepy_repeat)
+            result[label + "_s"] = mean
+            result[label + "_min_s"] = fastest
             result[label + "_models"] = n_ref
         d = result["dastro_emulator"]
         result["ratios"] = {
@@ -137,6 +186,7 @@ def main():
             for label in ["limepy_solve", "limepy_solve_project"]
             for kind, key in [("single", "single_call_s"), ("batch", "per_model_in_batch_s")]
         }
+    result["anisotropic"] = _anisotropic(args, limepy)
     result["load_average_1min"] = [load_before[0], os.getloadavg()[0]]
     result["cpu_count"] = os.cpu_count()
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +210,14 @@ def main():
             r = result["ratios"]
             print(f"{name:36s} {t * 1e3:7.2f} ms   {r[label + '_over_emulator_single']:8.0f}x "
                   f"{r[label + '_over_emulator_batch']:8.0f}x")
+    a = result["anisotropic"]
+    print(f"\nanisotropic emulator: one call {a['single_call_s'] * 1e6:.1f} us, batch of "
+          f"{a['batch']} {a['per_model_in_batch_s'] * 1e6:.1f} us per model")
+    if "ratios" in a:
+        r = a["ratios"]
+        print(f"{'limepy(W0, g, ra, project=True)':36s} {a['limepy_solve_project_s'] * 1e3:7.2f} "
+              f"ms   {r['limepy_solve_project_over_emulator_single']:8.0f}x "
+              f"{r['limepy_solve_project_over_emulator_batch']:8.0f}x")
     print(f"\ncompile {d['compile_s']:.1f} s; load average {result['load_average_1min'][0]:.1f}"
           f" -> {result['load_average_1min'][1]:.1f} on {os.cpu_count()} cores; wrote {OUT}")
 

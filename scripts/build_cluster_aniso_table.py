@@ -12,21 +12,30 @@ isotropic) and stored, as float64 (float32 rounding of ln rt alone is ~1e-6 rela
 - W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in);
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, regularised
   at the edge (emulator_aniso.pack);
-- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr, ln rhp.
+- the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr, ln rhp;
+each minus the isotropic model at the same (W0, g) from the isotropic table
+(emulator_aniso.isotropic_companion; table version 4). ln rt, minus the companion's, is also
+solved (the ODE only, ~10 ms per model) on a grid RT_REFINEMENT = 2 times finer in x, w and v
+(121 x 37 x 37 models, 25 min on one core), at g = g_from_q(q, emulator_aniso._g_max_ref(...))
+as the emulator defines q between the table's nodes.
 The file's metadata records the grid, the dastro version, SHA-256 of the arrays and of the
 g_max table, the build time and the emulator's accuracy against the exact solver on random
 off-grid draws (emulator_aniso.measure_accuracy).
 
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
-      [--check N]   (the default grid, 61 x 19 x 19, took 77 min on one core of the 2-core
-      machine, 0.1 - 0.35 s per model, and the accuracy check of 300 draws ~5 min)
+      [--check N] [--reuse-rows OLD.npz]   (the default grid's rows, 61 x 19 x 19, took 77 min
+      on one core of the 2-core machine, 0.1 - 0.35 s per model; --reuse-rows takes them from
+      an earlier table on the same grid instead, version 3 or 4; the accuracy check of 300
+      draws ~1 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -52,49 +61,132 @@ def _node_quantities(model, tau_nodes):
                    r / jnp.exp(ln_rt))
 
 
+def _node_g(x_nodes, q_nodes, v_nodes):
+    """g at every node (x, w, v) of the table: g_from_q(q, g_fine(x, v)), and g_fine."""
+    xx, vv = np.meshgrid(x_nodes, v_nodes, indexing="ij")
+    g_fine = np.asarray(jax.vmap(ea._g_max_table_node)(jnp.asarray(xx.ravel()),
+                                                     jnp.asarray(vv.ravel()))).reshape(xx.shape)
+    g = np.asarray(emu.g_from_q(jnp.asarray(q_nodes)[None, :, None],
+                                jnp.asarray(g_fine)[:, None, :]))
+    return g, g_fine
+
+
+def _companion_rows(iso, x_nodes, g_nodes, tau_nodes):
+    """ea.companion_row at every node: (n_x, n_q, n_v, row)."""
+    w0 = np.broadcast_to((x_nodes**2)[:, None, None], g_nodes.shape)
+    rows = jax.jit(jax.vmap(lambda a, b: ea.companion_row(iso, a, b, tau_nodes)))(
+        jnp.asarray(w0.ravel()), jnp.asarray(g_nodes.ravel()))
+    return np.asarray(rows).reshape(g_nodes.shape + (-1,))
+
+
+def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, dtype):
+    """Solve every node's model (the long part: ~77 min on one core for 61 x 19 x 19)."""
+    tau = jnp.asarray(tau_nodes)
+
+    @jax.jit
+    def row_batch(x, v, gf):
+        """Rows of the n_q models at one (x, v) node."""
+        w0 = x**2
+        ra = ea.ra_from_v(w0, v)  # inf at v = 0
+        g = emu.g_from_q(jnp.asarray(q_nodes), gf)
+        models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
+        return jax.vmap(lambda m: _node_quantities(m, tau))(models), models.valid, g
+
+    n_x, n_q, n_v = len(x_nodes), len(q_nodes), len(v_nodes)
+    f = np.zeros((n_x, n_q, n_v, ea.N_SERIES * len(tau_nodes) + ea.N_SCALARS), dtype=dtype)
+    nodes = [(i, k) for i in range(n_x) for k in range(n_v)]
+    for i, k in tqdm(nodes, desc="solving (x, v) nodes"):
+        rows, valid, g = row_batch(jnp.asarray(x_nodes[i]), jnp.asarray(v_nodes[k]),
+                                   jnp.asarray(g_fine[i, k]))
+        rows = np.asarray(rows)
+        if not bool(jnp.all(valid)) or not np.all(np.isfinite(rows)):
+            raise RuntimeError(f"invalid model in the table at W0={x_nodes[i]**2}, "
+                               f"v={v_nodes[k]}: g={np.asarray(g)}, valid={np.asarray(valid)}")
+        f[i, :, k] = rows
+    return f
+
+
+def _reused_rows(path: Path, grid: dict, iso, g_nodes):
+    """The exact rows of an earlier table on the same grid (version 3: stored as they are;
+    version 4: residuals, to which the companion is added back), instead of solving again;
+    and a note of where they came from, for the metadata."""
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        for key, nodes in grid.items():
+            if not np.array_equal(data[key], nodes):
+                raise SystemExit(f"{path}: its {key} differ from this grid's")
+        f = np.asarray(data["f"], dtype=np.float64)
+    version = meta.get("table_version")
+    source = {"file": path.name, "table_version": version, "sha256": meta.get("sha256")}
+    if version == 4:
+        if meta.get("iso_table_sha256") != iso.metadata["sha256"]:
+            raise SystemExit(f"{path}: built against another isotropic table")
+        return f + _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"]), source
+    if version == 3:
+        return f, source
+    raise SystemExit(f"{path}: table version {version}, expected 3 or 4")
+
+
+def _rt_residuals(iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int):
+    """Exact ln rt minus the companion's on the grid k times finer than (x_nodes, n_q, n_v),
+    at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (~12 s per x node on one core
+    for k = 2: 37 x 37 models)."""
+    x_fine = np.linspace(x_nodes[0], x_nodes[-1], k * (len(x_nodes) - 1) + 1)
+    q_fine = jnp.asarray(ea.q_from_w(np.linspace(0.0, 1.0, k * (n_q - 1) + 1)))
+    v_fine = np.linspace(0.0, 1.0, k * (n_v - 1) + 1)
+    coarse = SimpleNamespace(g_max_nodes=jnp.asarray(g_max_nodes), axes=(
+        ea._uniform_axis("x", x_nodes), ea._uniform_axis("w", np.linspace(0.0, 1.0, n_q)),
+        ea._uniform_axis("v", np.linspace(0.0, 1.0, n_v))))
+
+    @jax.jit
+    def column(x, v):
+        w0 = x**2
+        ra = ea.ra_from_v(w0, v)
+        gf = ea._g_max_table_node(x, v)
+        g = jax.vmap(lambda q: emu.g_from_q(q, ea._g_max_ref(coarse, x, v, q, gf)))(q_fine)
+        models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
+        companion = jax.vmap(lambda gg: ea.isotropic_companion(iso, w0, gg)[1][0])(g)
+        return models.ln_rt - companion, models.valid & jnp.isfinite(models.ln_rt)
+
+    out = np.zeros((len(x_fine), len(q_fine), len(v_fine)))
+    for i in tqdm(range(len(x_fine)), desc=f"ln rt on the {k}x finer grid"):
+        for j, v in enumerate(v_fine):
+            res, ok = column(jnp.asarray(x_fine[i]), jnp.asarray(v))
+            if not bool(jnp.all(ok)):
+                raise RuntimeError(f"invalid model on the ln rt grid at W0={x_fine[i]**2}, "
+                                   f"v={v}")
+            out[i, :, j] = np.asarray(res)
+    return out
+
+
 def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
-          out: Path = OUT, dtype: str = "float64"):
+          out: Path = OUT, dtype: str = "float64", reuse_rows: Path | None = None):
     t_start = time.time()
     x_nodes = np.linspace(np.sqrt(emu.W0_MIN), np.sqrt(emu.W0_MAX), n_x)
     w_nodes = np.linspace(0.0, 1.0, n_q)
     q_nodes = np.asarray(ea.q_from_w(w_nodes))
     v_nodes = np.linspace(0.0, 1.0, n_v)
     tau_nodes = emu.chebyshev_nodes(n_tau)
-    tau = jnp.asarray(tau_nodes)
     gtab = ea._g_max_table()
     gx = gtab.x_axis[0] + gtab.x_axis[1] * np.arange(gtab.x_axis[2])
-    gv = gtab.v_axis[0] + gtab.v_axis[1] * np.arange(gtab.v_axis[2])
-    del gv  # the table's v (of ra) and the g_max table's v (of u) are different coordinates
     if not np.all(np.min(np.abs(x_nodes[:, None] - gx), axis=1) < 1e-12):
         print("warning: this grid's x nodes are not all nodes of the g_max table (whose grid "
               "should be finer than this one: see emulator_aniso)")
-
-    @jax.jit
-    def row_batch(x, v):
-        """Rows of the n_q models at one (x, v) node."""
-        w0 = x**2
-        ra = ea.ra_from_v(w0, v)  # inf at v = 0
-        g = emu.g_from_q(jnp.asarray(q_nodes), ea._g_max_table_node(x, v))
-        models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
-        return jax.vmap(lambda m: _node_quantities(m, tau))(models), models.valid, g
-
-    f = np.zeros((n_x, n_q, n_v, ea.N_SERIES * n_tau + ea.N_SCALARS), dtype=dtype)
-    g_nodes = np.zeros((n_x, n_q, n_v))
-    nodes = [(i, k) for i in range(n_x) for k in range(n_v)]
-    for i, k in tqdm(nodes, desc="solving (x, v) nodes"):
-        rows, valid, g = row_batch(jnp.asarray(x_nodes[i]), jnp.asarray(v_nodes[k]))
-        rows = np.asarray(rows)
-        if not bool(jnp.all(valid)) or not np.all(np.isfinite(rows)):
-            raise RuntimeError(f"invalid model in the table at W0={x_nodes[i]**2}, "
-                               f"v={v_nodes[k]}: g={np.asarray(g)}, valid={np.asarray(valid)}")
-        f[i, :, k] = rows
-        g_nodes[i, :, k] = np.asarray(g)
-    arrays = {"x_nodes": x_nodes, "w_nodes": w_nodes, "v_nodes": v_nodes,
-              "tau_nodes": tau_nodes, "f": f}
-    f64 = f.astype(np.float64)
+    iso = emu.load_table()
+    g_nodes, g_fine = _node_g(x_nodes, q_nodes, v_nodes)
+    grid = {"x_nodes": x_nodes, "w_nodes": w_nodes, "v_nodes": v_nodes, "tau_nodes": tau_nodes}
+    source = None
+    if reuse_rows is not None:
+        f, source = _reused_rows(reuse_rows, grid, iso, g_nodes)
+    else:
+        f = _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, dtype)
+    f = (f - _companion_rows(iso, x_nodes, g_nodes, tau_nodes)).astype(dtype)
+    rt_fine = _rt_residuals(iso, x_nodes, n_q, n_v, g_fine, ea.RT_REFINEMENT)
+    arrays = {**grid, "f": f, "rt_fine": rt_fine}
     meta = ea.make_metadata(arrays, n_tau=n_tau, build_seconds=round(time.time() - t_start),
                             g_range=[float(g_nodes.min()), float(g_nodes.max())],
-                            finite=bool(np.all(np.isfinite(f64))))
+                            finite=bool(np.all(np.isfinite(f)) and np.all(np.isfinite(rt_fine))),
+                            reused_rows_from=source)
     ea.save_npz(out, arrays, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.time() - t_start:.0f} s)")
     if n_check:
@@ -130,6 +222,9 @@ def main():
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--check", type=int, default=300,
                         help="random draws for the stored accuracy table")
+    parser.add_argument("--reuse-rows", type=Path, default=None,
+                        help="take the exact rows from an earlier table on the same grid "
+                             "(version 3 or 4) instead of solving every node again")
     parser.add_argument("--check-only", action="store_true",
                         help="only measure the accuracy of an existing table and store it")
     args = parser.parse_args()
@@ -137,7 +232,7 @@ def main():
         check(args.out, args.check)
         return
     build(args.n_x, args.n_q, args.n_v, args.n_tau, args.check, out=args.out,
-          dtype=args.dtype)
+          dtype=args.dtype, reuse_rows=args.reuse_rows)
 
 
 if __name__ == "__main__":

@@ -241,7 +241,8 @@ def test_anisotropic_log_density_matches_the_df_module(aniso_mock):
     exact = total(solve(v["W0"], v["g"], v["ra"]))
     assert np.isfinite(exact)
     assert got == pytest.approx(emulated, abs=1e-5 * data.n)
-    assert got == pytest.approx(exact, abs=1e-4 * data.n)  # the emulator's accuracy
+    # the emulator's accuracy (measured 1.4e-5 per star with table version 4)
+    assert got == pytest.approx(exact, abs=3e-5 * data.n)
     # and it is not the isotropic density: ra matters
     iso = total(solve(v["W0"], v["g"]))
     assert abs(iso - exact) > 1.0

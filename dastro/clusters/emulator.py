@@ -845,7 +845,8 @@ def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
     about a thousand times faster. Isotropic models (ra None or inf) come from the isotropic
     table, accurate to ~1e-5 inside its box; anisotropic ones (any other ra, and a traced ra)
     from the anisotropic table (:func:`dastro.clusters.emulator_aniso.emulate_aniso`:
-    scalars to ~1e-4, profiles within 0.9 rt to ~1e-3; its metadata holds the measured table).
+    scalars to ~2e-5, profiles up to 0.99 rt typically to ~1e-6 and at worst ~2e-3; its
+    metadata holds the measured table).
 
     Args:
         W0: central potential, 0.5 <= W0 <= 14.

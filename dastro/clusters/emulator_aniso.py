@@ -8,7 +8,14 @@ parameter. Density and mean-square velocities are closed-form functions of W and
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, minus
   (g + 2) ln W(R) (Sigma) and (g + 3) ln W(R) (the others), so that they stay smooth up to rt;
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr (radial kinetic energy; not K / 3 with
-  anisotropy) and ln rhp (model units).
+  anisotropy) and ln rhp (model units);
+each as its residual against the isotropic model at the same (W0, g) from the isotropic
+table (:func:`isotropic_companion`; since version 4). The residual vanishes at ra = inf and
+stays small and smooth for nearly isotropic models, which are most of the box in ra, so that
+there the table inherits the isotropic table's accuracy (a grid 3 times finer in W0 and 2.6
+times in g). ln rt, whose error near rt is amplified ~rt / (rt - r) in W, has its residual
+on a grid RT_REFINEMENT = 2 times finer in x, w and v (121 x 37 x 37; only the ODE is
+solved there, ~10 ms per model).
 
 Parameters and the validity box. ra is the anisotropy radius in units of r0; the grid uses
 s = 1 / (1 + log10 ra) (s = 0 isotropic, s = 1 at ra = r0; as s -> 0 the models approach
@@ -73,10 +80,12 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 300 draws, median / p99 / max; version 3): rt 6.4e-7 / 8.1e-5 /
-1.1e-4 (version 2: 1.7e-5 / 4.7e-4 / 2.3e-3), M 2.6e-7 / 1.3e-5 / 3.8e-5, phi to 0.99 rt
-6.4e-5 / 8.1e-3 / 1.1e-2 (version 2: 1.7e-3 / 4.6e-2 / 0.23); the issue's 1e-4 is not yet
-reached (the worst draws lie near the g_max edge).
+Accuracy (table metadata, 300 draws, median / p99 / max; version 4): rt 2.2e-9 / 1.5e-6 /
+2.8e-6 (version 3: 6.4e-7 / 8.1e-5 / 1.1e-4; version 2: 1.7e-5 / 4.7e-4 / 2.3e-3), every
+scalar max <= 1.6e-5, phi to 0.99 rt 3.9e-7 / 2.3e-4 / 3.8e-4 (version 3: 6.4e-5 / 8.1e-3 /
+1.1e-2), Sigma 2.1e-6 / 7.1e-4 / 2.0e-3; the issue's 1e-4 is reached by the scalars and by
+most draws, not by the profiles of the worst (strongly anisotropic near the g_max edge: with
+rt exact their shape alone errs up to 1.9e-3, so a finer rt grid would not close the gap).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
@@ -87,8 +96,9 @@ ValueError naming the parameter; under jit the model is flagged (``valid`` False
 
 The table is stored as float64 (float32 rounding of ln rt alone is ~1e-6 of rt, which is
 ~1e-4 of W at 0.99 rt), read lazily, and checked on load: layout version, SHA-256 of the
-arrays, and the SHA-256 of the g_max table it was built with. Its metadata carries the
-measured accuracy (``measure_accuracy``).
+arrays, and the SHA-256s of the g_max table and of the isotropic table it was built with
+(its rows are residuals against the latter). Its metadata carries the measured accuracy
+(``measure_accuracy``).
 """
 
 from __future__ import annotations
@@ -111,13 +121,17 @@ from dastro.clusters.emulator import (
     W0_MAX,
     W0_MIN,
     EmulatedLoweredIsothermal,
+    EmulatorTable,
     _chebyshev,
     chebyshev_coefficient_matrix,
     error_statistics,
     g_from_q,
+    load_table,
     profile_error,
     q_from_g,
 )
+from dastro.clusters.emulator import TABLE_NAME as ISO_TABLE_NAME
+from dastro.clusters.emulator import w_from_q as _w_from_q_iso
 from dastro.clusters.moments import density_integral, second_moment_integrals
 from dastro.clusters.solver import G_MODEL, ClusterModel, Projected, _check_scalar, _is_concrete
 from dastro.clusters.uniform_grid import UniformAxis, matmul_constant, uniform_axis
@@ -127,8 +141,13 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-#: 3: the table's v coordinate is v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
-TABLE_VERSION = 3
+#: 4: rows are residuals against the isotropic companion (isotropic_companion), and ln rt has
+#: its own finer grid; 3: the table's v coordinate is v_from_ra (the scale R(W0)); 2: it was
+#: v_from_u (s / s_max).
+TABLE_VERSION = 4
+#: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
+#: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
+RT_REFINEMENT = 2
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
 G_MAX_TABLE_VERSION = 3
 #: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
@@ -520,19 +539,56 @@ def unpack(row, n_tau):
 
 class AnisoTable(eqx.Module):
     """The loaded table f[x, w, v, values] (x = sqrt(W0), w of q: :func:`w_from_q`, v:
-    :func:`v_from_ra`) and its grids."""
+    :func:`v_from_ra`) of residuals against the isotropic companion
+    (:func:`isotropic_companion`), the residual of ln rt on its finer grid, and the
+    isotropic table itself."""
 
     f: jax.Array
+    rt_fine: jax.Array  # residual of ln rt on the grid RT_REFINEMENT times finer
     tau_nodes: jax.Array
     cheb_matrix: jax.Array
     g_max_nodes: jax.Array  # g_fine at the table's (x, v) nodes (for :func:`_g_max_ref`)
+    iso: EmulatorTable
     axes: tuple = eqx.field(static=True)  # (x0, h, n) for x = sqrt(W0), w (of q), v
+    rt_axes: tuple = eqx.field(static=True)  # the same for rt_fine
     n_tau: int = eqx.field(static=True)
     meta: str = eqx.field(static=True)
 
     @property
     def metadata(self) -> dict:
         return json.loads(self.meta)
+
+
+def isotropic_companion(iso: EmulatorTable, W0, g):
+    """The isotropic model at the same (W0, g), from the isotropic table: (Chebyshev
+    coefficients (N_SERIES, iso.n_tau) of the six series of :func:`pack` in tau, the scalars
+    (N_SCALARS,) of :func:`pack_scalars`). For it v2R = v2T = v2p and Kr = K / 3.
+
+    The anisotropic table stores each model minus this companion: the two agree exactly at
+    ra = inf (v = 0), and nearly isotropic models (most of the box in ra) differ from it by a
+    small, smooth residual, so that there the anisotropic table inherits the accuracy of the
+    isotropic one (its grid 3 times finer in W0 and 2.6 times in g, its scalars 3 times finer
+    again). Measured on the version-3 table's own nodes (300 draws): ln rt errors median
+    6.4e-7 -> 5.0e-8, max 1.1e-4 -> 3.7e-5. A companion at the same q instead (the same
+    distance from its own g_max) was worse where g_max(W0) has its minimum (W0 ~ 8 - 9).
+    Anisotropy lowers g_max, so g <= g_max(W0, ra) - 0.05 lies in the isotropic box; g is
+    clipped to it all the same (the table and the emulator use the same function)."""
+    gm = iso.g_max(W0)
+    g_iso = jnp.clip(g, 0.0, gm - G_MARGIN)
+    w = _w_from_q_iso(jnp.clip(q_from_g(g_iso, gm), 0.0, 1.0))
+    coef = iso.rows(W0, w).reshape(4, iso.n_tau)
+    sc = iso.scalars(W0, w)
+    series = jnp.stack([coef[0], coef[1], coef[2], coef[3], coef[3], coef[3]])
+    scalars = jnp.stack([sc[0], sc[1], sc[2], sc[3], sc[4], sc[4] - math.log(3.0), sc[5]])
+    return series, scalars
+
+
+def companion_row(iso: EmulatorTable, W0, g, tau_nodes):
+    """:func:`isotropic_companion` as a table row (series at tau_nodes, as :func:`pack`)."""
+    series, scalars = isotropic_companion(iso, W0, g)
+    tau = jnp.asarray(tau_nodes, float)
+    basis = jnp.cos(jnp.outer(jnp.arccos(2.0 * tau - 1.0), jnp.arange(iso.n_tau)))
+    return jnp.concatenate([(series @ basis.T).ravel(), scalars])
 
 
 def make_metadata(arrays: dict, **extra) -> dict:
@@ -553,6 +609,9 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "g_max_sha256": _g_max_table().sha256,
         "made_by": "scripts/build_cluster_aniso_table.py",
         "q_c": Q_C,
+        "rows": "model minus isotropic_companion (same W0, g)",
+        "rt_refinement": RT_REFINEMENT,
+        "iso_table_sha256": load_table().metadata["sha256"],
         **extra,
     }
 
@@ -566,8 +625,8 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
             do not match the hash in its metadata, or it was built with another g_max table.
     """
     path = Path(path) if path is not None else _DATA / TABLE_NAME
-    meta, arrays, error = _read(path, ["x_nodes", "w_nodes", "v_nodes", "tau_nodes", "f"],
-                                "scripts/build_cluster_aniso_table.py")
+    meta, arrays, error = _read(path, ["x_nodes", "w_nodes", "v_nodes", "tau_nodes", "f",
+                                       "rt_fine"], "scripts/build_cluster_aniso_table.py")
     if meta.get("table_version") != TABLE_VERSION:
         raise error(f"layout version {meta.get('table_version')} but this code reads "
                     f"version {TABLE_VERSION}")
@@ -577,12 +636,25 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
     if arrays["f"].shape[-1] != N_SERIES * n_tau + N_SCALARS:
         raise error(f"rows have {arrays['f'].shape[-1]} values, expected "
                     f"{N_SERIES * n_tau + N_SCALARS}")
+    iso = load_table()
+    if meta.get("iso_table_sha256") != iso.metadata["sha256"]:
+        raise error("it was built against another isotropic table (its rows are residuals "
+                    f"against the isotropic companion; dastro/data/{ISO_TABLE_NAME})")
+    if iso.n_tau < n_tau:
+        raise error(f"its {n_tau} tau nodes exceed the isotropic table's {iso.n_tau}")
     if meta.get("q_c") != Q_C:
         raise error(f"its q coordinate has Q_C = {meta.get('q_c')}, this code {Q_C}")
     v_map = {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A}
     if meta.get("v_map") != v_map:
         raise error(f"its v coordinate is {meta.get('v_map')}, this code's {v_map}")
     axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("x", "w", "v"))
+    k = meta.get("rt_refinement")
+    fine_shape = tuple(k * (n - 1) + 1 for (_, _, n) in axes) if k else None
+    if k != RT_REFINEMENT or arrays["rt_fine"].shape != fine_shape:
+        raise error(f"its ln rt grid {arrays['rt_fine'].shape} (refinement {k}) is not the "
+                    f"{RT_REFINEMENT} times finer grid this code reads")
+    rt_axes = tuple((x0, h / k, n_fine) for (x0, h, _), n_fine in zip(axes, fine_shape,
+                                                                        strict=True))
     x_end = axes[0][0] + axes[0][1] * (axes[0][2] - 1)
     if not (np.isclose(axes[0][0] ** 2, W0_MIN) and np.isclose(x_end**2, W0_MAX)):
         raise error("its W0 nodes do not span the box")
@@ -591,10 +663,11 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
     g_nodes = np.asarray(jax.vmap(_g_max_table_node)(jnp.asarray(xv[0].ravel()),
                                                      jnp.asarray(xv[1].ravel())))
     return AnisoTable(
-        f=jnp.asarray(arrays["f"]), tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
+        f=jnp.asarray(arrays["f"]), rt_fine=jnp.asarray(arrays["rt_fine"], float),
+        tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
         cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
-        g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), axes=axes,
-        n_tau=n_tau, meta=json.dumps(meta),
+        g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), iso=iso, axes=axes,
+        rt_axes=rt_axes, n_tau=n_tau, meta=json.dumps(meta),
     )
 
 
@@ -691,10 +764,15 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
     q_in = _q_of_g(table, x_in, v_in, g_in, gm)
-    row = _interp_nd(table.f, table.axes, (x_in, w_from_q(q_in), v_in))
-    series, scalars = unpack(row, table.n_tau)
+    point = (x_in, w_from_q(q_in), v_in)
+    series, scalars = unpack(_interp_nd(table.f, table.axes, point), table.n_tau)
+    ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, point)[0]
+    iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
     coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
-    ln_rt, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
+    coef = iso_coef + jnp.pad(coef, ((0, 0), (0, table.iso.n_tau - table.n_tau)))
+    scalars = scalars + iso_scalars
+    ln_rt = ln_rt + iso_scalars[0]
+    _, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
     one = jnp.ones_like(W0)
     return EmulatedAnisotropic(
         W0=W0, g=g, ra_model=ra, isotropic=False, valid=valid, ln_rt=ln_rt,
