@@ -845,7 +845,7 @@ def emulate(W0, g=1.0, ra=None, *, table: EmulatorTable | None = None):
     about a thousand times faster. Isotropic models (ra None or inf) come from the isotropic
     table, accurate to ~1e-5 inside its box; anisotropic ones (any other ra, and a traced ra)
     from the anisotropic table (:func:`dastro.clusters.emulator_aniso.emulate_aniso`:
-    scalars to ~2e-5, profiles up to 0.99 rt typically to ~1e-6 and at worst ~2e-3; its
+    scalars to ~3e-5, profiles up to 0.99 rt typically to ~1e-6 and at worst ~2e-2; its
     metadata holds the measured table).
 
     Args:
