@@ -124,6 +124,7 @@ from dastro.clusters.emulator import (
     W0_MIN,
     EmulatedLoweredIsothermal,
     EmulatorTable,
+    _central_density_integral,
     _chebyshev,
     chebyshev_coefficient_matrix,
     error_statistics,
@@ -326,10 +327,14 @@ def _interp_nd(f, axes, point, weights_fn=hermite_weights):
     nd = len(axes)
     width = weights[0].shape[-1]
     block = jax.lax.dynamic_slice(f, (*starts, jnp.int32(0)), (width,) * nd + (f.shape[-1],))
-    block = block.astype(float)
-    for w in weights:
-        block = jnp.tensordot(w, block, axes=(0, 0))
-    return block
+    block = block.astype(float).reshape(width**nd, f.shape[-1])
+    # one matrix-vector product with the outer product of the weights: 3.5x faster in value
+    # and gradient than nd successive tensordots (measured: 500 -> 170 us per reverse-mode
+    # gradient of a 6 x 6 x 6 x 391 block on this CPU)
+    outer = weights[0]
+    for w in weights[1:]:
+        outer = (outer[..., None] * w).reshape(-1)
+    return outer @ block
 
 
 def _uniform_axis(name: str, nodes) -> UniformAxis:
@@ -696,8 +701,9 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
 
     def _moments_model(self, x, w):
         p2 = x**2 * self.inv_ra2
-        rho = density_integral(w, self.g, p2) / self.rho0_integral
-        rv2r, rv2t = second_moment_integrals(w, self.g, p2)
+        # W <= W0 <= 14: E_h by its 64-term series, ~5x faster than gammainc (moments._e)
+        rho = density_integral(w, self.g, p2, n_terms=64) / self.rho0_integral
+        rv2r, rv2t = second_moment_integrals(w, self.g, p2, n_terms=64)
         return rho, rv2r / self.rho0_integral, rv2t / self.rho0_integral
 
     def _projected(self, R) -> Projected:
@@ -779,7 +785,8 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     return EmulatedAnisotropic(
         W0=W0, g=g, ra_model=ra, isotropic=False, valid=valid, ln_rt=ln_rt,
         gm_model=jnp.exp(ln_gm), U_model=-jnp.exp(ln_mu), K_model=jnp.exp(ln_k),
-        Kr_model=jnp.exp(ln_kr), rh_model=jnp.exp(ln_rh), rho0_integral=density_integral(W0, g),
+        Kr_model=jnp.exp(ln_kr), rh_model=jnp.exp(ln_rh),
+        rho0_integral=_central_density_integral(w_in, g_in),
         length_unit=one, mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp),
         w_coef=coef[0], ln_gm_coef=coef[1], ln_sigma_coef=coef[2], ln_sv2_coef=coef[3],
         ln_sv2r_coef=coef[4], ln_sv2t_coef=coef[5], inv_ra2=_inv_ra2(ra),

@@ -31,6 +31,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.scipy.special import gammainc, gammaln
 
+from dastro.clusters.df_local import _log_e_h
+
 # Switch points of the three evaluations of M(1, b, -z); each branch is accurate to ~1e-13
 # there, so the function and its derivatives are continuous to that level.
 _Z_TAYLOR = 1.0
@@ -82,9 +84,13 @@ def kummer_m1(b, z):
     return jnp.where(small, taylor, jnp.where(large, asymptotic, poisson))
 
 
-def _e(h, w):
-    """E_h(W) = exp(W) P(h, W) for h > 0, W >= 0."""
-    return jnp.exp(w) * gammainc(h, w)
+def _e(h, w, n_terms=None):
+    """E_h(W) = exp(W) P(h, W) for h > 0, W >= 0: by jax's gammainc (n_terms None, any W), or
+    by the n_terms-term power series of ``df_local._log_e_h`` (64 terms: exact to 1e-16 for
+    W <= 14, the emulators' range; ~5 times faster, and so are its derivatives)."""
+    if n_terms is None:
+        return jnp.exp(w) * gammainc(h, w)
+    return jnp.exp(_log_e_h(h, w, n_terms))
 
 
 def _g(h, w, p2):
@@ -92,11 +98,11 @@ def _g(h, w, p2):
     return jnp.exp((h + 1.0) * jnp.log(w) - gammaln(h + 2.0)) * kummer_m1(h + 2.0, p2 * w)
 
 
-def _j0(h, w, p2):
-    return (_e(h + 1.0, w) + p2 * _g(h, w, p2)) / (1.0 + p2)
+def _j0(h, w, p2, n_terms=None):
+    return (_e(h + 1.0, w, n_terms) + p2 * _g(h, w, p2)) / (1.0 + p2)
 
 
-def _e_minus_g(h, w, p2):
+def _e_minus_g(h, w, p2, n_terms=None):
     """D = E_{h+1}(W) - G_h(W, p^2) without cancellation.
 
     Both are W^(h+1)/Gamma(h+2) M(1, h+2, x), at x = W and x = -p^2 W. For small W and
@@ -112,19 +118,19 @@ def _e_minus_g(h, w, p2):
     terms = jnp.exp(n * jnp.log(w_s[..., None]) - log_poch) * (1.0 - (-p2_s[..., None]) ** n)
     prefactor = jnp.exp((h + 1.0) * jnp.log(w_s) - gammaln(b))
     series = prefactor * jnp.sum(terms, axis=-1)
-    direct = _e(h + 1.0, w) - _g(h, w, p2)
+    direct = _e(h + 1.0, w, n_terms) - _g(h, w, p2)
     return jnp.where(small, series, direct)
 
 
-def _j1(h, w, p2):
+def _j1(h, w, p2, n_terms=None):
     """J^1_h = D / (1 + p^2)^2 + p^2 / (1 + p^2) (W G_h - (h+1) G_{h+1}), D = E_{h+1} - G_h."""
     h, w, p2 = jnp.broadcast_arrays(jnp.asarray(h, float), w, p2)
     q1 = 1.0 + p2
-    d = _e_minus_g(h, w, p2)
+    d = _e_minus_g(h, w, p2, n_terms)
     return d / q1**2 + p2 / q1 * (w * _g(h, w, p2) - (h + 1.0) * _g(h + 1.0, w, p2))
 
 
-def density_integral(w, g, p2=None):
+def density_integral(w, g, p2=None, n_terms=None):
     """Dimensionless density rho / (A (2 pi s^2)^{3/2}) at potential W (GZ15 eqs. 8, 11).
 
     Args:
@@ -132,31 +138,37 @@ def density_integral(w, g, p2=None):
         g: truncation parameter g >= 0.
         p2: (r / ra)^2; None (the default) for isotropic models, which skips the anisotropic
             terms at trace time.
+        n_terms: None (default: E_h by the incomplete gamma function, any W), or the terms of
+            its power series (64 for W <= 14, as in the emulators: faster).
     """
     w = jnp.asarray(w, dtype=float)
     inside = w > 0
     w_safe = jnp.where(inside, w, 1.0)
     h = jnp.asarray(g, dtype=float) + 0.5
-    value = _e(h + 1.0, w_safe) if p2 is None else _j0(h, w_safe, jnp.asarray(p2, dtype=float))
+    if p2 is None:
+        value = _e(h + 1.0, w_safe, n_terms)
+    else:
+        value = _j0(h, w_safe, jnp.asarray(p2, dtype=float), n_terms)
     return jnp.where(inside, value, 0.0)
 
 
-def second_moment_integrals(w, g, p2=None):
+def second_moment_integrals(w, g, p2=None, n_terms=None):
     """Dimensionless rho <v_r^2> and rho <v_t^2>, in units of A (2 pi)^{3/2} s^5 (GZ15 eqs. 9-14).
 
     Returns:
         (rho_v2r, rho_v2t), each broadcast over (w, g, p2); v_t^2 sums both tangential
-        components, so for isotropic models rho_v2t = 2 rho_v2r.
+        components, so for isotropic models rho_v2t = 2 rho_v2r. n_terms as in
+        :func:`density_integral`.
     """
     w = jnp.asarray(w, dtype=float)
     inside = w > 0
     w_safe = jnp.where(inside, w, 1.0)
     g = jnp.asarray(g, dtype=float)
     if p2 is None:
-        v2r = _e(g + 2.5, w_safe)
+        v2r = _e(g + 2.5, w_safe, n_terms)
         v2t = 2.0 * v2r
     else:
         p2 = jnp.asarray(p2, dtype=float)
-        v2r = _j0(g + 1.5, w_safe, p2)
-        v2t = 2.0 * _j1(g + 0.5, w_safe, p2)
+        v2r = _j0(g + 1.5, w_safe, p2, n_terms)
+        v2t = 2.0 * _j1(g + 0.5, w_safe, p2, n_terms)
     return jnp.where(inside, v2r, 0.0), jnp.where(inside, v2t, 0.0)
