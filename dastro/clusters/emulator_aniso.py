@@ -701,7 +701,7 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
 
     def _moments_model(self, x, w):
         p2 = x**2 * self.inv_ra2
-        # W <= W0 <= 14: E_h by its 64-term series, ~5x faster than gammainc (moments._e)
+        # W <= W0 <= 14: E_h by its 64-term series instead of gammainc (moments._e)
         rho = density_integral(w, self.g, p2, n_terms=64) / self.rho0_integral
         rv2r, rv2t = second_moment_integrals(w, self.g, p2, n_terms=64)
         return rho, rv2r / self.rho0_integral, rv2t / self.rho0_integral

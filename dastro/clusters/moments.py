@@ -87,7 +87,8 @@ def kummer_m1(b, z):
 def _e(h, w, n_terms=None):
     """E_h(W) = exp(W) P(h, W) for h > 0, W >= 0: by jax's gammainc (n_terms None, any W), or
     by the n_terms-term power series of ``df_local._log_e_h`` (64 terms: exact to 1e-16 for
-    W <= 14, the emulators' range; ~5 times faster, and so are its derivatives)."""
+    W <= 14, the emulators' range; cheaper in value and derivatives: the anisotropic density
+    and second moments cost 1.06 and 2.95 us per point instead of 1.41 and 3.95)."""
     if n_terms is None:
         return jnp.exp(w) * gammainc(h, w)
     return jnp.exp(_log_e_h(h, w, n_terms))
