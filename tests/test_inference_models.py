@@ -288,7 +288,10 @@ def test_anisotropic_6d_mock_recovers_ra(aniso_mock):
     config = FitConfig(fit_centre=False, anisotropic=True)
     truth = dict(TRUTH, log10_ra=math.log10(RA_TRUE))
     names = CLUSTER + ["log10_ra"]
-    result = _fit(data, config, names, FAST, seed=3)
+    # 120 stars constrain ra weakly (posterior ~2 - 400 r0): with 2 x (200 + 200) log10_ra's
+    # R-hat was 1.11 and its bulk ESS 16 (anisotropic table version 4; 2026-12-05)
+    run = {"num_warmup": 400, "num_samples": 400, "num_chains": 2}
+    result = _fit(data, config, names, run, seed=3)
     _assert_recovered(result, truth, names)
     _assert_healthy(result, names, max_rhat=1.1)
 

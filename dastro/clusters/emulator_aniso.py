@@ -774,6 +774,7 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     q_in = _q_of_g(table, x_in, v_in, g_in, gm)
     point = (x_in, w_from_q(q_in), v_in)
     series, scalars = unpack(_interp_nd(table.f, table.axes, point), table.n_tau)
+    # ln rt from its finer grid (the rows' own, coarser ln rt residual is not used)
     ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, point)[0]
     iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
     coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
