@@ -43,16 +43,18 @@ OUT = Path(__file__).parent / "results" / "clusters_emulator.json"
 FRAC = jnp.geomspace(1e-3, 0.999, 100)
 
 
-def _everything(table, w0, g):
-    m = emu._emulate(table, w0, g)
+def _evaluation(m):
+    """One evaluation of a model: profiles and projections at 100 radii, and scalars."""
     r = FRAC * jnp.exp(m.ln_rt)
     return m._profiles(r), m._projected(r), jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
+
+
+def _everything(table, w0, g):
+    return _evaluation(emu._emulate(table, w0, g))
 
 
 def _everything_aniso(table, w0, g, ra):
-    m = ea._emulate(table, w0, g, ra)
-    r = FRAC * jnp.exp(m.ln_rt)
-    return m._profiles(r), m._projected(r), jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
+    return _evaluation(ea._emulate(table, w0, g, ra))
 
 
 def _limepy_time(limepy, calls, repeat):

@@ -35,7 +35,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -134,16 +133,16 @@ def _rt_residuals(iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int):
     x_fine = np.linspace(x_nodes[0], x_nodes[-1], k * (len(x_nodes) - 1) + 1)
     q_fine = jnp.asarray(ea.q_from_w(np.linspace(0.0, 1.0, k * (n_q - 1) + 1)))
     v_fine = np.linspace(0.0, 1.0, k * (n_v - 1) + 1)
-    coarse = SimpleNamespace(g_max_nodes=jnp.asarray(g_max_nodes), axes=(
-        ea._uniform_axis("x", x_nodes), ea._uniform_axis("w", np.linspace(0.0, 1.0, n_q)),
-        ea._uniform_axis("v", np.linspace(0.0, 1.0, n_v))))
+    axes = (ea._uniform_axis("x", x_nodes), ea._uniform_axis("w", np.linspace(0.0, 1.0, n_q)),
+            ea._uniform_axis("v", np.linspace(0.0, 1.0, n_v)))
 
     @jax.jit
     def column(x, v):
         w0 = x**2
         ra = ea.ra_from_v(w0, v)
         gf = ea._g_max_table_node(x, v)
-        g = jax.vmap(lambda q: emu.g_from_q(q, ea._g_max_ref(coarse, x, v, q, gf)))(q_fine)
+        g_tab = ea._g_tab(jnp.asarray(g_max_nodes), axes, x, v)
+        g = emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, gf))
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
         companion = jax.vmap(lambda gg: ea.isotropic_companion(iso, w0, gg)[1][0])(g)
         return models.ln_rt - companion, models.valid & jnp.isfinite(models.ln_rt)

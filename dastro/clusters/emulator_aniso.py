@@ -593,9 +593,8 @@ def isotropic_companion(iso: EmulatorTable, W0, g):
 def companion_row(iso: EmulatorTable, W0, g, tau_nodes):
     """:func:`isotropic_companion` as a table row (series at tau_nodes, as :func:`pack`)."""
     series, scalars = isotropic_companion(iso, W0, g)
-    tau = jnp.asarray(tau_nodes, float)
-    basis = jnp.cos(jnp.outer(jnp.arccos(2.0 * tau - 1.0), jnp.arange(iso.n_tau)))
-    return jnp.concatenate([(series @ basis.T).ravel(), scalars])
+    values = _chebyshev(jnp.asarray(tau_nodes, float)[:, None], series)  # (n_tau, N_SERIES)
+    return jnp.concatenate([values.T.ravel(), scalars])
 
 
 def make_metadata(arrays: dict, **extra) -> dict:
@@ -731,25 +730,30 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
 BLEND_POWER = 4
 
 
-def _g_max_ref(table: AnisoTable, x, v, q, g_fine):
+def _g_tab(g_max_nodes, axes, x, v):
+    """g_tab of :func:`_g_max_ref` at the table coordinates (x, v): the cubic through g_fine's
+    values g_max_nodes at the table's (x, v) nodes (axes: the table's (x, w, v) axes)."""
+    (x_axis, _, v_axis) = axes
+    return _interp_nd(g_max_nodes[..., None], (x_axis, v_axis), (x, v))[0]
+
+
+def _g_max_ref(g_tab, q, g_fine):
     """The g_max that defines the q coordinate at (x, v, q): g_tab + q^BLEND_POWER (g_fine -
-    g_tab), where g_fine is the accurate g_max (:func:`_g_max_xv`, the box edge) and g_tab the
-    cubic through its values at the table's own nodes (x, v: the table's coordinates; g_fine
-    lives on the g_max table's own grid, :func:`_v_g_max`). Both agree at every table node,
-    so the tabulated models are the same for any q; between nodes g_fine puts q = 1 at 0.05 from the
+    g_tab), where g_fine is the accurate g_max (:func:`_g_max_xv`, the box edge) and g_tab
+    (:func:`_g_tab`) the cubic through its values at the table's own nodes (g_fine lives on
+    the g_max table's own grid, :func:`_v_g_max`). Both agree at every table node, so the
+    tabulated models are the same for any q; between nodes g_fine puts q = 1 at 0.05 from the
     true edge (an error there enters ln rt about 20 times amplified), while g_tab, smoother
     on the table's scale, keeps the table's function smoother at moderate q (measured)."""
-    (x_axis, _, v_axis) = table.axes
-    g_tab = _interp_nd(table.g_max_nodes[..., None], (x_axis, v_axis), (x, v))[0]
     return g_tab + q**BLEND_POWER * (g_fine - g_tab)
 
 
-def _q_of_g(table: AnisoTable, x, v, g, g_fine, n_iter: int = 4):
-    """q with g = g_from_q(q, _g_max_ref(table, x, v, q, g_fine)), by fixed-point iteration
-    from q at g_fine (a contraction: g_ref changes little with q)."""
+def _q_of_g(g_tab, g, g_fine, n_iter: int = 4):
+    """q with g = g_from_q(q, _g_max_ref(g_tab, q, g_fine)), by fixed-point iteration from q
+    at g_fine (a contraction: g_ref changes little with q)."""
     q = jnp.clip(q_from_g(g, g_fine), 0.0, 1.0)
     for _ in range(n_iter):
-        q = jnp.clip(q_from_g(g, _g_max_ref(table, x, v, q, g_fine)), 0.0, 1.0)
+        q = jnp.clip(q_from_g(g, _g_max_ref(g_tab, q, g_fine)), 0.0, 1.0)
     return q
 
 
@@ -771,7 +775,7 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
-    q_in = _q_of_g(table, x_in, v_in, g_in, gm)
+    q_in = _q_of_g(_g_tab(table.g_max_nodes, table.axes, x_in, v_in), g_in, gm)
     point = (x_in, w_from_q(q_in), v_in)
     series, scalars = unpack(_interp_nd(table.f, table.axes, point), table.n_tau)
     # ln rt from its finer grid (the rows' own, coarser ln rt residual is not used)
@@ -919,4 +923,5 @@ def g_from_q_u(q, W0, u, table: AnisoTable | None = None):
     ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
     v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
     q = jnp.asarray(q, float)
-    return g_from_q(q, _g_max_ref(table, x, v, q, _g_max_xv(x, v_from_u(u))))
+    return g_from_q(q, _g_max_ref(_g_tab(table.g_max_nodes, table.axes, x, v), q,
+                                  _g_max_xv(x, v_from_u(u))))
