@@ -38,7 +38,7 @@ def test_kummer_against_scipy():
     np.testing.assert_allclose(ours, hyp1f1(1.0, b, -z), rtol=1e-12)
 
 
-@pytest.mark.parametrize("z_switch", [1.0, 40.0])
+@pytest.mark.parametrize("z_switch", [40.0])
 def test_kummer_is_continuous_across_branches(z_switch):
     b = jnp.asarray(3.3)
     below, above = z_switch * (1 - 1e-13), z_switch

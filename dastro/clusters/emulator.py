@@ -694,12 +694,13 @@ class EmulatedLoweredIsothermal(ClusterModel):
         # one vectorised call instead of the base class's vmap over single radii, which put
         # the four quantities (not the radii) on the minor axis of every array
         X = jnp.asarray(R, float) / self.length_unit
-        sigma, sv2 = self._projected_model(X)[:2]
+        sigma, *moments = self._projected_model(X)
         has_mass = sigma > 0
-        v2p = jnp.where(has_mass, sv2 / jnp.where(has_mass, sigma, 1.0), 0.0)
-        v2p = v2p * self.velocity2_unit
-        out = Projected(Sigma=sigma * self.mass_unit / self.length_unit**2, v2p=v2p, v2R=v2p,
-                        v2T=v2p)
+        sigma_safe = jnp.where(has_mass, sigma, 1.0)
+        v2p, v2R, v2T = (jnp.where(has_mass, m / sigma_safe, 0.0) * self.velocity2_unit
+                         for m in moments)
+        out = Projected(Sigma=sigma * self.mass_unit / self.length_unit**2, v2p=v2p, v2R=v2R,
+                        v2T=v2T)
         return jax.tree_util.tree_map(self._nan_if_invalid, out)
 
     def _rhp(self):

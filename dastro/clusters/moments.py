@@ -33,55 +33,51 @@ from jax.scipy.special import gammainc, gammaln
 
 from dastro.clusters.df_local import _log_e_h
 
-# Switch points of the three evaluations of M(1, b, -z); each branch is accurate to ~1e-13
-# there, so the function and its derivatives are continuous to that level.
-_Z_TAYLOR = 1.0
+# Switch point of the two evaluations of M(1, b, -z); each is accurate to ~1e-14 there, so
+# the function and its derivatives are continuous to that level.
 _Z_ASYMPTOTIC = 40.0
-_N_TAYLOR = 30
-_N_POISSON = 160
+#: Terms of the Kummer-transformed series for z < 40: its Poisson weights beyond n = 112 sum
+#: to < 1e-17 at z = 40.
+_N_KUMMER = 112
 _N_ASYMPTOTIC = 18
+#: Terms of the series of E_{h+1} - G_h for W < 1 and p^2 W < 1 (< 1e-30 beyond).
+_N_TAYLOR = 30
+
+
+def _horner(coef, x):
+    """sum_k coef[..., k] x^k by Horner's rule, unrolled; coef's leading shape (often () per
+    model) broadcasts against x, so per-model coefficients cost nothing per point."""
+    acc = jnp.zeros(jnp.broadcast_shapes(jnp.shape(x), jnp.shape(coef)[:-1]))
+    for k in range(coef.shape[-1] - 1, -1, -1):
+        acc = acc * x + coef[..., k]
+    return acc
 
 
 def kummer_m1(b, z):
     """Kummer's function M(1, b, -z) for b > 1 and z >= 0, smooth in b and z.
 
-    Three branches, chosen because each is free of cancellation where it is used:
-    - z < 1: the Taylor series sum_n (-z)^n / (b)_n;
-    - 1 <= z < 40: Kummer's transformation M(1, b, -z) = exp(-z) M(b-1, b, z), whose series
-      is an expectation over Poisson weights, (b - 1) E[1 / (b - 1 + N)], N ~ Poisson(z),
-      a sum of positive terms;
+    Two branches, each a sum of terms of one sign (no cancellation) whose coefficients
+    depend on b only, so that for one model (scalar b) each radius costs one Horner pass:
+    - z < 40: Kummer's transformation M(1, b, -z) = exp(-z) M(b-1, b, z)
+      = exp(-z) sum_n (b - 1) / (b - 1 + n) z^n / n! (DLMF 13.2.39): an expectation of
+      (b - 1) / (b - 1 + N) over N ~ Poisson(z), positive terms;
     - z >= 40: the asymptotic series (b - 1)/z sum_k (2 - b)_k z^-k (DLMF 13.7.2).
     No maintained JAX library differentiates M(a, b, x) in b, which the g-gradients need.
     """
-    b = jnp.asarray(b, dtype=float)
+    b = jnp.asarray(b, dtype=float)[..., None]
     z = jnp.asarray(z, dtype=float)
-    small = z < _Z_TAYLOR
     large = z >= _Z_ASYMPTOTIC
-    # Safe arguments so that the branch not taken stays finite under differentiation.
-    z_t = jnp.where(small, z, 0.5)
-    z_p = jnp.where(small | large, 10.0, z)
+    # safe arguments, so that the branch not taken stays finite under differentiation
+    z_p = jnp.where(large, 1.0, z)
     z_a = jnp.where(large, z, 2 * _Z_ASYMPTOTIC)
-
-    n = jnp.arange(_N_TAYLOR, dtype=float)
-    # term_n = (-z)^n / (b)_n, built as a running product.
-    ratios = -z_t[..., None] / (b[..., None] + n[:-1])
-    terms = jnp.concatenate(
-        [jnp.ones(ratios.shape[:-1] + (1,)), jnp.cumprod(ratios, axis=-1)], axis=-1
-    )
-    taylor = jnp.sum(terms, axis=-1)
-
-    n = jnp.arange(_N_POISSON, dtype=float)
-    log_w = -z_p[..., None] + n * jnp.log(z_p[..., None]) - gammaln(n + 1.0)
-    poisson = jnp.sum(jnp.exp(log_w) * (b[..., None] - 1.0) / (b[..., None] - 1.0 + n), axis=-1)
-
-    k = jnp.arange(1, _N_ASYMPTOTIC, dtype=float)
-    ratios = (k + 1.0 - b[..., None]) / z_a[..., None]  # (2-b)_k / z^k as a running product
-    terms = jnp.concatenate(
-        [jnp.ones(ratios.shape[:-1] + (1,)), jnp.cumprod(ratios, axis=-1)], axis=-1
-    )
-    asymptotic = (b - 1.0) / z_a * jnp.sum(terms, axis=-1)
-
-    return jnp.where(small, taylor, jnp.where(large, asymptotic, poisson))
+    n = jnp.arange(_N_KUMMER, dtype=float)
+    poisson = (b - 1.0) / (b - 1.0 + n) * jnp.exp(-gammaln(n + 1.0))
+    series = jnp.exp(-z_p) * _horner(poisson, z_p)
+    k = jnp.arange(_N_ASYMPTOTIC, dtype=float)
+    # (2 - b)_k, the rising factorial, as a running product
+    rising = jnp.cumprod(jnp.concatenate([jnp.ones_like(b), k[1:] + 1.0 - b], axis=-1), axis=-1)
+    asymptotic = (b[..., 0] - 1.0) / z_a * _horner(rising, 1.0 / z_a)
+    return jnp.where(large, asymptotic, series)
 
 
 def _e(h, w, n_terms=None):
@@ -108,24 +104,24 @@ def _e_minus_g(h, w, p2, n_terms=None):
 
     Both are W^(h+1)/Gamma(h+2) M(1, h+2, x), at x = W and x = -p^2 W. For small W and
     p^2 W they nearly cancel; there the difference is summed term by term,
-    sum_n W^n (1 - (-p^2)^n) / (h+2)_n.
+    sum_{n >= 1} (W^n - (-p^2 W)^n) / (h+2)_n = S(W) - S(-p^2 W), with S(x) = sum_{n >= 1}
+    x^n / (h+2)_n: S(W) > 0 and S(-p^2 W) < 0 (alternating, falling terms), no cancellation.
     """
-    b = h + 2.0
+    b = jnp.asarray(h + 2.0)[..., None]
     small = (w < 1.0) & (p2 * w < 1.0)
     w_s = jnp.where(small, w, 0.5)
-    p2_s = jnp.where(small, p2, 0.5)
-    n = jnp.arange(1, _N_TAYLOR + 1, dtype=float)
-    log_poch = gammaln(b[..., None] + n) - gammaln(b[..., None])  # ln (b)_n
-    terms = jnp.exp(n * jnp.log(w_s[..., None]) - log_poch) * (1.0 - (-p2_s[..., None]) ** n)
-    prefactor = jnp.exp((h + 1.0) * jnp.log(w_s) - gammaln(b))
-    series = prefactor * jnp.sum(terms, axis=-1)
+    x = -jnp.where(small, p2, 0.5) * w_s
+    n = jnp.arange(_N_TAYLOR, dtype=float)
+    inv_poch = 1.0 / jnp.cumprod(b + n, axis=-1)  # 1 / (b)_{n+1}
+    prefactor = jnp.exp((h + 1.0) * jnp.log(w_s) - gammaln(h + 2.0))
+    series = prefactor * (w_s * _horner(inv_poch, w_s) - x * _horner(inv_poch, x))
     direct = _e(h + 1.0, w, n_terms) - _g(h, w, p2)
     return jnp.where(small, series, direct)
 
 
 def _j1(h, w, p2, n_terms=None):
     """J^1_h = D / (1 + p^2)^2 + p^2 / (1 + p^2) (W G_h - (h+1) G_{h+1}), D = E_{h+1} - G_h."""
-    h, w, p2 = jnp.broadcast_arrays(jnp.asarray(h, float), w, p2)
+    h = jnp.asarray(h, float)
     q1 = 1.0 + p2
     d = _e_minus_g(h, w, p2, n_terms)
     return d / q1**2 + p2 / q1 * (w * _g(h, w, p2) - (h + 1.0) * _g(h + 1.0, w, p2))
