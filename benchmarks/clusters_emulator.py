@@ -79,7 +79,9 @@ def _anisotropic(args, limepy):
     W0, g, ra = W0[keep][:args.n_aniso], g[keep][:args.n_aniso], ra[keep][:args.n_aniso]
     one = jax.jit(_everything_aniso)
     jax.block_until_ready(one(table, W0[0], g[0], ra[0]))
-    single_wall, single_cpu = _best(lambda: one(table, W0[1], g[1], ra[1]), 10 * args.repeat)
+    # arguments already on the device, as for the isotropic single call
+    w1, g1, ra1 = (jnp.asarray(a[1]) for a in (W0, g, ra))
+    single_wall, single_cpu = _best(lambda: one(table, w1, g1, ra1), 10 * args.repeat)
     many = jax.jit(jax.vmap(_everything_aniso, in_axes=(None, 0, 0, 0)))
     jax.block_until_ready(many(table, W0, g, ra))
     batch_wall, batch_cpu = _best(lambda: many(table, W0, g, ra), max(3, args.repeat // 4))

@@ -116,6 +116,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 from dastro.clusters.emulator import (
     G_MARGIN,
@@ -338,10 +339,11 @@ def _interp_nd(f, axes, point, weights_fn=hermite_weights):
     return outer @ block
 
 
-def hermite_stack(f: np.ndarray, axes) -> np.ndarray:
+def hermite_stack(f: np.ndarray, axes, dtype=np.float32) -> np.ndarray:
     """The node values of f[x, w, v, values] and their finite-difference derivatives (times
-    the node spacing, :func:`_fd_matrix`) in every combination of the three axes, as
-    float32: shape (nx, nw, nv, 8, n_values), index 4 dx + 2 dw + dv on axis 3.
+    the node spacing, :func:`_fd_matrix`) in every combination of the three axes (computed in
+    float64, stored as dtype): shape (nx, nw, nv, 8, n_values), index 4 dx + 2 dw + dv on
+    axis 3.
 
     With these, the tensor-product C1 cubic Hermite interpolant of :func:`_interp_nd` reads
     only the 2 x 2 x 2 nodes of its cell (64 rows, :func:`_interp_stack`) instead of the
@@ -356,42 +358,75 @@ def hermite_stack(f: np.ndarray, axes) -> np.ndarray:
             b = np.moveaxis(np.tensordot(d[1], a, axes=(1, 1)), 0, 1) if dw else a
             for dv in (0, 1):
                 c = np.moveaxis(np.tensordot(d[2], b, axes=(1, 2)), 0, 2) if dv else b
-                parts.append(c.astype(np.float32))
+                parts.append(c.astype(dtype))
     return np.stack(parts, axis=3)
 
 
 def _hermite_basis(x, x0: float, h: float, n: int):
-    """Cell index i of x and the (2, 2) cubic Hermite basis: [node i, i + 1] x [value, h
-    slope]."""
+    """Cell index i of x, and the (2, 2) cubic Hermite basis [node i, i + 1] x [value, h
+    slope] at x and its derivative in x."""
     i, t = _cell(x, x0, h, n)
     t2 = t * t
     t3 = t2 * t
-    return i, jnp.stack([jnp.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t]),
-                         jnp.stack([3 * t2 - 2 * t3, t3 - t2])])
+    basis = jnp.stack([jnp.stack([2 * t3 - 3 * t2 + 1, t3 - 2 * t2 + t]),
+                       jnp.stack([3 * t2 - 2 * t3, t3 - t2])])
+    slope = jnp.stack([jnp.stack([6 * t2 - 6 * t, 3 * t2 - 4 * t + 1]),
+                       jnp.stack([6 * t - 6 * t2, 3 * t2 - 2 * t])]) / h
+    return i, basis, slope
 
 
-def _interp_stack(stack, axes, point):
-    """:func:`_interp_nd` of the f behind ``stack = hermite_stack(f, axes)`` at a 3D point:
-    the same interpolant, from the 64 rows of the point's cell.
-
-    The rows are float32 (as stored, derivatives rounded once) and summed in float64, with
-    the float64 weights split into two float32 parts (high + low, ~1e-15 of the weights):
-    one float32 matrix product (2, 64) x (64, n_values) is ~4x faster than converting the
-    block to float64 first, and the weights' rounding to float32 alone changed profiles by
-    up to 3e-7."""
-    (i, bx), (j, bw), (k, bv) = (_hermite_basis(p, *ax) for p, ax in
-                                 zip(point, axes, strict=True))
-    nx, nw, nv, n_d, n_values = stack.shape
-    o = jnp.arange(2)
-    rows = ((i + o)[:, None, None] * nw + (j + o)[None, :, None]) * nv + (k + o)[None, None, :]
-    block = jnp.take(stack.reshape(nx * nw * nv, n_d * n_values), rows.reshape(-1), axis=0,
-                     mode="clip").reshape(8 * n_d, n_values)
+def _cell_sum(block, bx, bw, bv):
+    """sum over the 64 rows of block (the cell's 8 nodes x 8 derivatives, as hermite_stack)
+    with the outer product of the three axes' (2, 2) bases as weights."""
     weights = (bx[:, None, None, :, None, None] * bw[None, :, None, None, :, None]
                * bv[None, None, :, None, None, :]).reshape(-1)
-    high = weights.astype(stack.dtype)
-    low = (weights - high.astype(weights.dtype)).astype(stack.dtype)
-    both = jnp.dot(jnp.stack([high, low]), block, preferred_element_type=jnp.float64)
-    return both[0] + both[1]
+    # an unrolled sum of the rows (one fused element-wise pass): on this CPU 11 us for one
+    # model and 6 us per model in a batch; XLA's dot of float64 weights with the rows took
+    # 11 / 42 us, and a product-and-reduce 45 / 10 us
+    total = weights[0] * block[0]
+    for row in range(1, block.shape[0]):
+        total = total + weights[row] * block[row]
+    return total
+
+
+def _cell_block(stack, axes, point):
+    (i, _, _), (j, _, _), (k, _, _) = (_hermite_basis(p, *ax) for p, ax in
+                                       zip(point, axes, strict=True))
+    n_d, n_values = stack.shape[-2:]
+    zero = jnp.int32(0)
+    block = jax.lax.dynamic_slice(stack, (i, j, k, zero, zero), (2, 2, 2, n_d, n_values))
+    # materialised: fused into its consumer the gather ran per element (4x slower)
+    return jax.lax.optimization_barrier(block.reshape(8 * n_d, n_values))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _interp_stack(stack, axes, x, w, v):
+    """:func:`_interp_nd` of the f behind ``stack = hermite_stack(f, axes)`` at the point
+    (x, w, v): the same interpolant, from the 64 rows of the point's cell (float32 as stored,
+    derivatives rounded once: equal to the float64 interpolant to ~3e-8 of the rows), summed
+    in float64. Differentiable in the point (not in the table)."""
+    bases = [_hermite_basis(p, *ax)[1] for p, ax in zip((x, w, v), axes, strict=True)]
+    return _cell_sum(_cell_block(stack, axes, (x, w, v)), *bases)
+
+
+@functools.partial(_interp_stack.defjvp, symbolic_zeros=True)
+def _interp_stack_jvp(axes, primals, tangents):
+    # the derivative along each axis is the same sum with that axis' basis differentiated:
+    # three more element-wise passes, whose transposes are three dot products (autodiff of
+    # the sum transposed it into 64 reductions, 2x the cost of the whole model)
+    stack, *point = primals
+    _, *d_point = tangents
+    block = _cell_block(stack, axes, point)
+    both = [_hermite_basis(p, *ax)[1:] for p, ax in zip(point, axes, strict=True)]
+    bases = [b for b, _ in both]
+    value = _cell_sum(block, *bases)
+    tangent = jnp.zeros_like(value)
+    for axis, dp in enumerate(d_point):
+        if isinstance(dp, SymbolicZero):
+            continue
+        with_slope = [slope if a == axis else b for a, (b, slope) in enumerate(both)]
+        tangent = tangent + _cell_sum(block, *with_slope) * dp
+    return value, tangent
 
 
 def _uniform_axis(name: str, nodes) -> UniformAxis:
@@ -837,7 +872,7 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
     q_in = _q_of_g(_g_tab(table.g_max_nodes, table.axes, x_in, v_in), g_in, gm)
     point = (x_in, w_from_q(q_in), v_in)
-    series, scalars = unpack(_interp_stack(table.stack, table.axes, point), table.n_tau)
+    series, scalars = unpack(_interp_stack(table.stack, table.axes, *point), table.n_tau)
     # ln rt from its finer grid (the rows' own, coarser ln rt residual is not used)
     ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, point)[0]
     iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
