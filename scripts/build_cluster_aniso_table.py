@@ -1,7 +1,7 @@
 """Build dastro/data/limepy_aniso_table.npz: the anisotropic lowered-isothermal emulator table.
 
 Needs dastro/data/g_max_aniso.npz (scripts/build_g_max_aniso_table.py). For every node of a
-uniform (x, w, v) grid -- x = sqrt(W0), q = w / (1 + Q_C (1 - w)),
+uniform (x, w, v) grid -- x = sqrt(W0), q = emulator.q_from_w(w) (as the isotropic table),
 ra = R(W0) / sqrt(expm1(y ln(1 + k^2))), y = sin(A v) / sin(A), k = R(W0) / ra_min(W0)
 (emulator_aniso.ra_from_v, the inverse of v_from_ra), and g = g_max(W0, ra) (1 - (0.05 /
 g_max)^q) (see emulator_aniso.py; g_max at the table's nodes is the fine quintic g_max table,
@@ -23,17 +23,21 @@ g_max table, the build time and the emulator's accuracy against the exact solver
 off-grid draws (emulator_aniso.measure_accuracy).
 
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
-      [--check N] [--reuse-rows OLD.npz]   (the default grid's rows, 61 x 19 x 19, took 77 min
-      on one core of the 2-core machine, 0.1 - 0.35 s per model; --reuse-rows takes them from
-      an earlier table on the same grid instead, version 3 or 4; the accuracy check of 10^4
-      draws 8.6 min)
+      [--check N] [--reuse-rows OLD.npz] [--workers N --cache DIR]
+      --workers solves in N processes (one per core), each x node's models cached in DIR, from
+      which a stopped build resumes. Version 5 (61 x 19 x 19) on the 2-core machine with
+      --workers 2: rows 6.4 min (~25 ms per model), the ln rt grid 4.6 min, the accuracy check
+      of 10^4 draws 3 min. --reuse-rows takes the rows from an earlier table on the same grid
+      (version 3 or 4 had another w map: not reusable for version 5).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import jax
@@ -78,8 +82,9 @@ def _companion_rows(iso, x_nodes, g_nodes, tau_nodes):
     return np.asarray(rows).reshape(g_nodes.shape + (-1,))
 
 
-def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, dtype):
-    """Solve every node's model (the long part: ~77 min on one core for 61 x 19 x 19)."""
+def _exact_rows_at(x_indices, x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, cache):
+    """Solve the models of the given x nodes (all w, v): one file per x node in cache (a
+    node already there is not solved again), or returned when cache is None."""
     tau = jnp.asarray(tau_nodes)
 
     @jax.jit
@@ -91,18 +96,54 @@ def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, dtype):
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
         return jax.vmap(lambda m: _node_quantities(m, tau))(models), models.valid, g
 
-    n_x, n_q, n_v = len(x_nodes), len(q_nodes), len(v_nodes)
-    f = np.zeros((n_x, n_q, n_v, ea.N_SERIES * len(tau_nodes) + ea.N_SCALARS), dtype=dtype)
-    nodes = [(i, k) for i in range(n_x) for k in range(n_v)]
-    for i, k in tqdm(nodes, desc="solving (x, v) nodes"):
-        rows, valid, g = row_batch(jnp.asarray(x_nodes[i]), jnp.asarray(v_nodes[k]),
-                                   jnp.asarray(g_fine[i, k]))
-        rows = np.asarray(rows)
-        if not bool(jnp.all(valid)) or not np.all(np.isfinite(rows)):
-            raise RuntimeError(f"invalid model in the table at W0={x_nodes[i]**2}, "
-                               f"v={v_nodes[k]}: g={np.asarray(g)}, valid={np.asarray(valid)}")
-        f[i, :, k] = rows
-    return f
+    out = {}
+    for i in tqdm(x_indices, desc="solving x nodes (all w, v)"):
+        path = None if cache is None else Path(cache) / f"rows_{i:03d}.npy"
+        if path is not None and path.exists():
+            continue
+        # float64 until the companion is subtracted (the residual is then rounded)
+        f = np.zeros((len(q_nodes), len(v_nodes), ea.N_SERIES * len(tau_nodes) + ea.N_SCALARS))
+        for k in range(len(v_nodes)):
+            rows, valid, g = row_batch(jnp.asarray(x_nodes[i]), jnp.asarray(v_nodes[k]),
+                                       jnp.asarray(g_fine[i, k]))
+            rows = np.asarray(rows)
+            if not bool(jnp.all(valid)) or not np.all(np.isfinite(rows)):
+                raise RuntimeError(f"invalid model in the table at W0={x_nodes[i]**2}, "
+                                   f"v={v_nodes[k]}: g={np.asarray(g)}, "
+                                   f"valid={np.asarray(valid)}")
+            f[:, k] = rows
+        if path is None:
+            out[i] = f
+        else:
+            np.save(path, f)
+    return out
+
+
+def _in_workers(fn, n_items: int, workers: int, cache, *args):
+    """fn(indices, *args, cache) over range(n_items), split over `workers` processes (each
+    its own JAX; interleaved indices, so that each gets easy and hard models), results in
+    files in cache; one process (no cache needed) when workers == 1."""
+    if workers == 1:
+        return fn(list(range(n_items)), *args, cache)
+    if cache is None:
+        raise SystemExit("--workers > 1 needs --cache (the workers' results go there)")
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")  # JAX is not fork-safe
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        jobs = [pool.submit(fn, list(range(k, n_items, workers)), *args, cache)
+                for k in range(workers)]
+        for job in jobs:
+            job.result()
+    return {}
+
+
+def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers=1, cache=None):
+    """Solve every node's model (the long part: ~77 min on one core for 61 x 19 x 19);
+    float64."""
+    done = _in_workers(_exact_rows_at, len(x_nodes), workers, cache, x_nodes, q_nodes,
+                       v_nodes, g_fine, tau_nodes)
+    return np.stack([done[i] if i in done else np.load(Path(cache) / f"rows_{i:03d}.npy")
+                     for i in range(len(x_nodes))])
 
 
 def _reused_rows(path: Path, grid: dict, iso, g_nodes):
@@ -126,10 +167,8 @@ def _reused_rows(path: Path, grid: dict, iso, g_nodes):
     raise SystemExit(f"{path}: table version {version}, expected 3 or 4")
 
 
-def _rt_residuals(iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int):
-    """Exact ln rt minus the companion's on the grid k times finer than (x_nodes, n_q, n_v),
-    at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (~12 s per x node on one core
-    for k = 2: 37 x 37 models)."""
+def _rt_residuals_at(i_fine, iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, cache):
+    """Rows i_fine (fine x indices) of :func:`_rt_residuals`, cached like _exact_rows_at."""
     x_fine = np.linspace(x_nodes[0], x_nodes[-1], k * (len(x_nodes) - 1) + 1)
     q_fine = jnp.asarray(ea.q_from_w(np.linspace(0.0, 1.0, k * (n_q - 1) + 1)))
     v_fine = np.linspace(0.0, 1.0, k * (n_v - 1) + 1)
@@ -147,19 +186,48 @@ def _rt_residuals(iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int):
         companion = jax.vmap(lambda gg: ea.isotropic_companion(iso, w0, gg)[1][0])(g)
         return models.ln_rt - companion, models.valid & jnp.isfinite(models.ln_rt)
 
-    out = np.zeros((len(x_fine), len(q_fine), len(v_fine)))
-    for i in tqdm(range(len(x_fine)), desc=f"ln rt on the {k}x finer grid"):
+    out = {}
+    for i in tqdm(i_fine, desc=f"ln rt on the {k}x finer grid"):
+        path = None if cache is None else Path(cache) / f"rt_{i:03d}.npy"
+        if path is not None and path.exists():
+            continue
+        plane = np.zeros((len(q_fine), len(v_fine)))
         for j, v in enumerate(v_fine):
             res, ok = column(jnp.asarray(x_fine[i]), jnp.asarray(v))
             if not bool(jnp.all(ok)):
                 raise RuntimeError(f"invalid model on the ln rt grid at W0={x_fine[i]**2}, "
                                    f"v={v}")
-            out[i, :, j] = np.asarray(res)
+            plane[:, j] = np.asarray(res)
+        if path is None:
+            out[i] = plane
+        else:
+            np.save(path, plane)
     return out
 
 
+def _rt_worker(i_fine, x_nodes, n_q, n_v, g_max_nodes, k, cache):
+    return _rt_residuals_at(i_fine, emu.load_table(), x_nodes, n_q, n_v, g_max_nodes, k, cache)
+
+
+def _rt_residuals(iso, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, workers=1,
+                  cache=None):
+    """Exact ln rt minus the companion's on the grid k times finer than (x_nodes, n_q, n_v),
+    at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (~12 s per x node on one core
+    for k = 2: 37 x 37 models)."""
+    n_fine = k * (len(x_nodes) - 1) + 1
+    if workers == 1:
+        done = _rt_residuals_at(list(range(n_fine)), iso, x_nodes, n_q, n_v, g_max_nodes, k,
+                                cache)
+    else:
+        done = _in_workers(_rt_worker, n_fine, workers, cache, x_nodes, n_q, n_v,
+                           g_max_nodes, k)
+    return np.stack([done[i] if i in done else np.load(Path(cache) / f"rt_{i:03d}.npy")
+                     for i in range(n_fine)])
+
+
 def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
-          out: Path = OUT, dtype: str = "float32", reuse_rows: Path | None = None):
+          out: Path = OUT, dtype: str = "float32", reuse_rows: Path | None = None,
+          workers: int = 1, cache: Path | None = None):
     t_start = time.time()
     x_nodes = np.linspace(np.sqrt(emu.W0_MIN), np.sqrt(emu.W0_MAX), n_x)
     w_nodes = np.linspace(0.0, 1.0, n_q)
@@ -178,9 +246,9 @@ def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
     if reuse_rows is not None:
         f, source = _reused_rows(reuse_rows, grid, iso, g_nodes)
     else:
-        f = _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, dtype)
+        f = _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers, cache)
     f = (f - _companion_rows(iso, x_nodes, g_nodes, tau_nodes)).astype(dtype)
-    rt_fine = _rt_residuals(iso, x_nodes, n_q, n_v, g_fine, ea.RT_REFINEMENT)
+    rt_fine = _rt_residuals(iso, x_nodes, n_q, n_v, g_fine, ea.RT_REFINEMENT, workers, cache)
     arrays = {**grid, "f": f, "rt_fine": rt_fine}
     meta = ea.make_metadata(arrays, n_tau=n_tau, build_seconds=round(time.time() - t_start),
                             g_range=[float(g_nodes.min()), float(g_nodes.max())],
@@ -225,6 +293,11 @@ def main():
     parser.add_argument("--reuse-rows", type=Path, default=None,
                         help="take the exact rows from an earlier table on the same grid "
                              "(version 3 or 4) instead of solving every node again")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that solve the models (one per core)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="directory for the solved models, one file per x node: a "
+                             "build stopped part way resumes from it (needed with --workers)")
     parser.add_argument("--check-only", action="store_true",
                         help="only measure the accuracy of an existing table and store it")
     args = parser.parse_args()
@@ -232,7 +305,8 @@ def main():
         check(args.out, args.check)
         return
     build(args.n_x, args.n_q, args.n_v, args.n_tau, args.check, out=args.out,
-          dtype=args.dtype, reuse_rows=args.reuse_rows)
+          dtype=args.dtype, reuse_rows=args.reuse_rows, workers=args.workers,
+          cache=args.cache)
 
 
 if __name__ == "__main__":

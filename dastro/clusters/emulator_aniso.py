@@ -34,9 +34,15 @@ to g_max = 0.15 had errors of 10 % there. g_max(W0, s) comes from
 
 Table coordinates. The table is a rectangle in (x, w, v):
 - x = sqrt(W0) (nodes denser at small W0, where rt changes fastest);
-- w = q (1 + Q_C) / (1 + Q_C q), Q_C = 2, of q = ln(1 - g / g_max) / ln(0.05 / g_max) as in
-  the isotropic emulator (ln rt is close to linear in q near the pole of rt(g); w puts 3 times
-  more nodes near g = 0, where a uniform q grid is coarsest in g);
+- w of q = ln(1 - g / g_max) / ln(0.05 / g_max) as in the isotropic emulator (ln rt is close
+  to linear in q near the pole of rt(g)), by the isotropic table's map (emulator.q_from_w, a
+  cubic: 3 times more nodes in q at g = 0, where a uniform q grid is coarsest in g, uniform
+  in q at the g_max edge; since version 5). Up to version 4 the map was w = q (1 + Q_C) /
+  (1 + Q_C q), Q_C = 2, as dense at g = 0 but 3 times sparser in q at the edge, where the
+  rows' shapes change fastest: a design study along w (21 lines of fixed (x, v) nodes, 19
+  nodes, exact solves at the midpoints) had row errors up to 1.5e-3 in the last cells with
+  it (1e-6 in the middle), 5.9e-5 at most with the cubic, 2.0e-4 with a uniform q grid
+  (in its first cells).
 - v of y = ln(1 + (R / ra)^2) / ln(1 + k^2), k = R(W0) / ra_min(W0): y = sin(A v) / sin(A),
   A = 1.1 (nodes 2.2 times denser at ra_min), :func:`v_from_ra` (table version 3). Anisotropy
   acts through (r / ra)^2, and the models start to change where ra falls to a scale R(W0)
@@ -80,17 +86,18 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 10^4 draws, median / p99 / max; version 4): rt 2.6e-9 / 2.4e-6 /
-2.4e-5 (version 3, 300 draws: 6.4e-7 / 8.1e-5 / 1.1e-4), every scalar max <= 2.4e-5, phi to
-0.99 rt 4.4e-7 / 2.6e-4 / 2.4e-3 (version 3: 6.4e-5 / 8.1e-3 / 1.1e-2), Sigma 2.3e-6 / 1.0e-3
-/ 2.2e-2; the issue's 1e-4 is reached by the scalars and by typical draws, not by the
-profiles' tails (strongly anisotropic or near the g_max edge, where with rt exact the shapes
-alone err up to ~2e-3: the rows' grid, not rt, limits them there).
+Accuracy (table metadata, 10^4 draws, median / p99 / max; version 5): rt 2.9e-9 / 1.5e-6 /
+1.4e-5 (version 4: 2.6e-9 / 2.4e-6 / 2.4e-5), every scalar and mc max <= 5.6e-5, phi to 0.99
+rt 4.8e-7 / 1.6e-4 / 1.2e-3 (version 4: 4.4e-7 / 2.6e-4 / 2.4e-3), rho max 3.0e-3 (1.2e-2),
+Sigma 2.6e-6 / 5.6e-4 / 2.0e-2 (2.3e-6 / 1.0e-3 / 2.2e-2); the issue's 1e-4 is reached by
+the scalars and by typical draws, not by the profiles' tails (near ra_min or the g_max edge,
+where the rows' grid, not rt, limits them).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
 (values and slopes are shared by neighbouring cells), O(h^4) accurate, and local (6 nodes per
-axis), so only a 6 x 6 x 6 block of the table is read per model. Along tau the Chebyshev
+axis); read from its Hermite stack (:func:`hermite_stack`, built at load), a model reads the
+2 x 2 x 2 nodes of its cell. Along tau the Chebyshev
 interpolant (``emulator._chebyshev``). Outside the box :func:`emulate_aniso` raises a
 ValueError naming the parameter; under jit the model is flagged (``valid`` False, NaN outputs).
 
@@ -120,6 +127,7 @@ from jax.custom_derivatives import SymbolicZero
 
 from dastro.clusters.emulator import (
     G_MARGIN,
+    Q_SLOPE_AT_ZERO,
     R_IN,
     W0_MAX,
     W0_MIN,
@@ -136,6 +144,7 @@ from dastro.clusters.emulator import (
     q_from_g,
 )
 from dastro.clusters.emulator import TABLE_NAME as ISO_TABLE_NAME
+from dastro.clusters.emulator import q_from_w as _q_from_w_iso
 from dastro.clusters.emulator import w_from_q as _w_from_q_iso
 from dastro.clusters.moments import density_integral, second_moment_integrals
 from dastro.clusters.solver import G_MODEL, _check_scalar, _is_concrete
@@ -149,7 +158,7 @@ TABLE_NAME = "limepy_aniso_table.npz"
 #: 4: rows are residuals against the isotropic companion (isotropic_companion), and ln rt has
 #: its own finer grid; 3: the table's v coordinate is v_from_ra (the scale R(W0)); 2: it was
 #: v_from_u (s / s_max).
-TABLE_VERSION = 4
+TABLE_VERSION = 5
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
 RT_REFINEMENT = 2
@@ -175,10 +184,6 @@ V_A = 1.4
 #: TAB_A of v (nodes 2.2 times denser at ra_min than at isotropy).
 R_C0, R_C1, R_C2, R_W1, R_DW = 1.27, 0.111, 0.79, 6.7, 1.83
 TAB_A = 1.1
-#: Table coordinate along g: w = q (1 + Q_C) / (1 + Q_C q), uniform in [0, 1]: nodes 3 times
-#: denser in q near g = 0 (where one q cell of the plain q grid spans ~1 in g) and 3 times
-#: sparser at the pole, where ln rt is nearly linear in q anyway.
-Q_C = 2.0
 _DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -521,12 +526,14 @@ def v_from_u(u):
 
 
 def w_from_q(q):
-    """Table coordinate along g (see Q_C)."""
-    return q * (1.0 + Q_C) / (1.0 + Q_C * q)
+    """Table coordinate along g: the isotropic table's (:func:`emulator.w_from_q`; since table
+    version 5), nodes 3 times denser in q at g = 0 and uniform in q at the g_max edge."""
+    return _w_from_q_iso(q)
 
 
 def q_from_w(w):
-    return w / (1.0 + Q_C * (1.0 - w))
+    """Inverse of :func:`w_from_q`."""
+    return _q_from_w_iso(w)
 
 
 def u_from_v(v):
@@ -709,7 +716,7 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "sha256": array_hash(arrays),
         "g_max_sha256": _g_max_table().sha256,
         "made_by": "scripts/build_cluster_aniso_table.py",
-        "q_c": Q_C,
+        "w_map": {"q_from_w": "emulator.q_from_w", "slope_at_zero": Q_SLOPE_AT_ZERO},
         "rows": "model minus isotropic_companion (same W0, g)",
         "rt_refinement": RT_REFINEMENT,
         "iso_table_sha256": load_table().metadata["sha256"],
@@ -743,8 +750,9 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
                     f"against the isotropic companion; dastro/data/{ISO_TABLE_NAME})")
     if iso.n_tau < n_tau:
         raise error(f"its {n_tau} tau nodes exceed the isotropic table's {iso.n_tau}")
-    if meta.get("q_c") != Q_C:
-        raise error(f"its q coordinate has Q_C = {meta.get('q_c')}, this code {Q_C}")
+    w_map = {"q_from_w": "emulator.q_from_w", "slope_at_zero": Q_SLOPE_AT_ZERO}
+    if meta.get("w_map") != w_map:
+        raise error(f"its w coordinate is {meta.get('w_map')}, this code's {w_map}")
     v_map = {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A}
     if meta.get("v_map") != v_map:
         raise error(f"its v coordinate is {meta.get('v_map')}, this code's {v_map}")
