@@ -26,7 +26,7 @@ Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] 
       [--check N] [--reuse-rows OLD.npz] [--workers N --cache DIR]
       --workers solves in N processes (one per core), each x node's models cached in DIR, from
       which a stopped build resumes. Version 5 (61 x 19 x 19) on the 2-core machine with
-      --workers 2: rows 6.4 min (~25 ms per model), the ln rt grid 4.6 min, the accuracy check
+      --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 4.6 min, the accuracy check
       of 10^4 draws 3 min. --reuse-rows takes the rows from an earlier table on the same grid
       (version 3 or 4 had another w map: not reusable for version 5).
 """
@@ -284,7 +284,7 @@ def main():
     parser.add_argument("--n-q", type=int, default=19, help="nodes in w (of q)")
     parser.add_argument("--n-v", type=int, default=19,
                         help="nodes in v (of ra: emulator_aniso.v_from_ra)")
-    parser.add_argument("--n-tau", type=int, default=64)
+    parser.add_argument("--n-tau", type=int, default=96)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
                         help="of the rows (the ln rt grid is always float64)")
     parser.add_argument("--out", type=Path, default=OUT)
