@@ -46,6 +46,7 @@ from jax.custom_derivatives import SymbolicZero
 from jax.scipy.special import digamma, gammaln
 
 from dastro.clusters.df_local import _log_e_h
+from dastro.clusters.moments import _horner
 from dastro.clusters.solver import (
     G_MAX_TABLE,
     G_MODEL,
@@ -554,14 +555,6 @@ def _series_coefficients(h, n_terms):
     """c_n = 1 / ((h + 1) ... (h + n)), n = 0 .. n_terms, for scalar h > -1; shape (n + 1,)."""
     inv = 1.0 / (h + jnp.arange(1.0, n_terms + 1.0))
     return jnp.concatenate([jnp.ones(1), jnp.cumprod(inv)]), inv
-
-
-def _horner(c, x):
-    """sum_n c[n] x^n at x (any shape), unrolled: one fused pass over the points."""
-    acc = c[-1] * jnp.ones_like(x)
-    for k in range(c.shape[0] - 2, -1, -1):
-        acc = acc * x + c[k]
-    return acc
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))

@@ -127,6 +127,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
 from dastro.clusters.emulator import (
+    _N_MOMENT_TERMS,
     G_MARGIN,
     Q_SLOPE_AT_ZERO,
     R_IN,
@@ -185,6 +186,9 @@ V_A = 1.4
 #: TAB_A of v (nodes 2.2 times denser at ra_min than at isotropy).
 R_C0, R_C1, R_C2, R_W1, R_DW = 1.27, 0.111, 0.79, 6.7, 1.83
 TAB_A = 1.1
+#: The coordinate maps as recorded in a table's metadata (load_aniso_table checks them).
+W_MAP = {"q_from_w": "emulator.q_from_w", "slope_at_zero": Q_SLOPE_AT_ZERO}
+V_MAP = {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A}
 _DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -395,12 +399,12 @@ def _cell_sum(block, bx, bw, bv):
     return total
 
 
-def _cell_block(stack, axes, point):
-    (i, _, _), (j, _, _), (k, _, _) = (_hermite_basis(p, *ax) for p, ax in
-                                       zip(point, axes, strict=True))
+def _cell_block(stack, indices):
+    """The 64 rows of the cell with first node (i, j, k) = indices: (8 nodes x 8 derivatives,
+    n_values)."""
     n_d, n_values = stack.shape[-2:]
     zero = jnp.int32(0)
-    block = jax.lax.dynamic_slice(stack, (i, j, k, zero, zero), (2, 2, 2, n_d, n_values))
+    block = jax.lax.dynamic_slice(stack, (*indices, zero, zero), (2, 2, 2, n_d, n_values))
     # materialised: fused into its consumer the gather ran per element (4x slower)
     return jax.lax.optimization_barrier(block.reshape(8 * n_d, n_values))
 
@@ -411,8 +415,9 @@ def _interp_stack(stack, axes, x, w, v):
     (x, w, v): the same interpolant, from the 64 rows of the point's cell (float32 as stored,
     derivatives rounded once: equal to the float64 interpolant to ~3e-8 of the rows), summed
     in float64. Differentiable in the point (not in the table)."""
-    bases = [_hermite_basis(p, *ax)[1] for p, ax in zip((x, w, v), axes, strict=True)]
-    return _cell_sum(_cell_block(stack, axes, (x, w, v)), *bases)
+    cells = [_hermite_basis(p, *ax) for p, ax in zip((x, w, v), axes, strict=True)]
+    block = _cell_block(stack, [i for i, _, _ in cells])
+    return _cell_sum(block, *(basis for _, basis, _ in cells))
 
 
 @functools.partial(_interp_stack.defjvp, symbolic_zeros=True)
@@ -422,15 +427,16 @@ def _interp_stack_jvp(axes, primals, tangents):
     # the sum transposed it into 64 reductions, 2x the cost of the whole model)
     stack, *point = primals
     _, *d_point = tangents
-    block = _cell_block(stack, axes, point)
-    both = [_hermite_basis(p, *ax)[1:] for p, ax in zip(point, axes, strict=True)]
-    bases = [b for b, _ in both]
+    cells = [_hermite_basis(p, *ax) for p, ax in zip(point, axes, strict=True)]
+    block = _cell_block(stack, [i for i, _, _ in cells])
+    bases = [basis for _, basis, _ in cells]
     value = _cell_sum(block, *bases)
     tangent = jnp.zeros_like(value)
     for axis, dp in enumerate(d_point):
         if isinstance(dp, SymbolicZero):
             continue
-        with_slope = [slope if a == axis else b for a, (b, slope) in enumerate(both)]
+        with_slope = [slope if a == axis else basis for a, (_, basis, slope) in
+                      enumerate(cells)]
         tangent = tangent + _cell_sum(block, *with_slope) * dp
     return value, tangent
 
@@ -711,13 +717,13 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "grid": "x = sqrt(W0); w = q (1 + q_c) / (1 + q_c q); v = arcsin(y sin A) / A, "
                 "y = ln(1 + (R/ra)^2) / ln(1 + (R/ra_min)^2), "
                 "log10 R = c0 + c1 W0 + c2 tanh((W0 - W1) / dW) (v_map)",
-        "v_map": {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A},
+        "v_map": V_MAP,
         "shape": list(np.shape(arrays["f"])),
         "dtype": str(np.asarray(arrays["f"]).dtype),
         "sha256": array_hash(arrays),
         "g_max_sha256": _g_max_table().sha256,
         "made_by": "scripts/build_cluster_aniso_table.py",
-        "w_map": {"q_from_w": "emulator.q_from_w", "slope_at_zero": Q_SLOPE_AT_ZERO},
+        "w_map": W_MAP,
         "rows": "model minus isotropic_companion (same W0, g)",
         "rt_refinement": RT_REFINEMENT,
         "iso_table_sha256": load_table().metadata["sha256"],
@@ -751,12 +757,9 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
                     f"against the isotropic companion; dastro/data/{ISO_TABLE_NAME})")
     if iso.n_tau < n_tau:
         raise error(f"its {n_tau} tau nodes exceed the isotropic table's {iso.n_tau}")
-    w_map = {"q_from_w": "emulator.q_from_w", "slope_at_zero": Q_SLOPE_AT_ZERO}
-    if meta.get("w_map") != w_map:
-        raise error(f"its w coordinate is {meta.get('w_map')}, this code's {w_map}")
-    v_map = {"R_log10": [R_C0, R_C1, R_C2, R_W1, R_DW], "A": TAB_A}
-    if meta.get("v_map") != v_map:
-        raise error(f"its v coordinate is {meta.get('v_map')}, this code's {v_map}")
+    for key, expected in (("w_map", W_MAP), ("v_map", V_MAP)):
+        if meta.get(key) != expected:
+            raise error(f"its {key[0]} coordinate is {meta.get(key)}, this code's {expected}")
     axes = tuple(_uniform_axis(k, arrays[k + "_nodes"]) for k in ("x", "w", "v"))
     k = meta.get("rt_refinement")
     fine_shape = tuple(k * (n - 1) + 1 for (_, _, n) in axes) if k else None
@@ -805,9 +808,9 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
 
     def _moments_model(self, x, w):
         p2 = x**2 * self.inv_ra2
-        # W <= W0 <= 14: E_h by its 64-term series instead of gammainc (moments._e)
-        rho = density_integral(w, self.g, p2, n_terms=64) / self.rho0_integral
-        rv2r, rv2t = second_moment_integrals(w, self.g, p2, n_terms=64)
+        # W <= W0 <= 14: E_h by its power series instead of gammainc (moments._e)
+        rho = density_integral(w, self.g, p2, n_terms=_N_MOMENT_TERMS) / self.rho0_integral
+        rv2r, rv2t = second_moment_integrals(w, self.g, p2, n_terms=_N_MOMENT_TERMS)
         return rho, rv2r / self.rho0_integral, rv2t / self.rho0_integral
 
     def _projected_model(self, R):
