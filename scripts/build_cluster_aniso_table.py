@@ -15,8 +15,8 @@ rounding would be ~1e-4 of W at 0.99 rt, is read from the float64 finer grid):
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr, ln rhp;
 each minus the isotropic model at the same (W0, g) from the isotropic table
 (emulator_aniso.isotropic_companion; table version 4). ln rt, minus the companion's, is also
-solved (the ODE only, ~10 ms per model) on a grid RT_REFINEMENT = 2 times finer in x, w and v
-(121 x 37 x 37 models, 25 min on one core), at g = g_from_q(q, emulator_aniso._g_max_ref(...))
+solved (the ODE only, ~5 ms per model) on a grid RT_REFINEMENT = 4 times finer in x, w and v
+(241 x 73 x 73 models, 49 min with --workers 2), at g = g_from_q(q, emulator_aniso._g_max_ref(...))
 as the emulator defines q between the table's nodes.
 The file's metadata records the grid, the dastro version, SHA-256 of the arrays and of the
 g_max table, the build time and the emulator's accuracy against the exact solver on random
@@ -26,9 +26,10 @@ Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] 
       [--check N] [--reuse-rows OLD.npz] [--workers N --cache DIR]
       --workers solves in N processes (one per core), each x node's models cached in DIR, from
       which a stopped build resumes. Version 5 (61 x 19 x 19) on the 2-core machine with
-      --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 4.6 min, the accuracy check
-      of 10^4 draws 3 min. --reuse-rows takes the rows from an earlier table on the same grid
-      (version 3 or 4 had another w map: not reusable for version 5).
+      --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 49 min (4.6 min at version
+      5's refinement 2), the accuracy check of 10^4 draws 6 min. --reuse-rows takes the rows
+      from an earlier table on the same grid (version 3 or 4 had another w map: not reusable
+      for versions 5 and 6; version 6 reused version 5's rows).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers=1, cache=N
 
 def _reused_rows(path: Path, grid: dict, iso, g_nodes):
     """The exact rows of an earlier table on the same grid (version 3: stored as they are;
-    version 4: residuals, to which the companion is added back), instead of solving again;
+    versions 4 to 6: residuals, to which the companion is added back), instead of solving again;
     and a note of where they came from, for the metadata."""
     with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
@@ -158,13 +159,13 @@ def _reused_rows(path: Path, grid: dict, iso, g_nodes):
         f = np.asarray(data["f"], dtype=np.float64)
     version = meta.get("table_version")
     source = {"file": path.name, "table_version": version, "sha256": meta.get("sha256")}
-    if version == 4:
+    if version in (4, 5, 6):
         if meta.get("iso_table_sha256") != iso.metadata["sha256"]:
             raise SystemExit(f"{path}: built against another isotropic table")
         return f + _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"]), source
     if version == 3:
         return f, source
-    raise SystemExit(f"{path}: table version {version}, expected 3 or 4")
+    raise SystemExit(f"{path}: table version {version}, expected 3 to 6")
 
 
 def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, cache):
