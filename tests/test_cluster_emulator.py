@@ -422,6 +422,24 @@ def test_a_vmapped_batch_equals_single_models():
             assert float(fwd[k][i]) == pytest.approx(float(ref[k]), rel=1e-11)
 
 
+@pytest.mark.parametrize("n_models", [3, 199, 230])
+def test_batched_chebyshev_sums_equal_the_single_model_loop(n_models):
+    """The batched series sum (chunks of models summed by an unrolled recurrence, the batch
+    padded to whole chunks; below two chunks the loop) equals the loop for each model, with
+    the points batched and the coefficients shared or batched."""
+    rng = np.random.default_rng(n_models)
+    tau = jnp.asarray(rng.uniform(0.0, 1.0, (n_models, 40)))
+    coef = jnp.asarray(rng.normal(size=(n_models, 3, 1, 96)) / (1.0 + np.arange(96)) ** 2)
+    batched = jax.jit(jax.vmap(emu._clenshaw_chunked))(tau, coef)
+    shared = jax.jit(jax.vmap(emu._clenshaw_chunked, in_axes=(0, None)))(tau, coef[0])
+    assert batched.shape == (n_models, 3, 40)
+    for i in {0, n_models // 2, n_models - 1}:
+        np.testing.assert_allclose(batched[i], emu._clenshaw(tau[i], coef[i]), rtol=0,
+                                   atol=1e-13)
+        np.testing.assert_allclose(shared[i], emu._clenshaw(tau[i], coef[0]), rtol=0,
+                                   atol=1e-13)
+
+
 _everything_jit = jax.jit(_everything)
 _everything_jac = jax.jit(jax.jacrev(_everything, argnums=(0, 1)))
 

@@ -473,6 +473,21 @@ def _clenshaw(tau, coef):
     return coef[..., 0] + 0.5 * x2 * b1 - b2
 
 
+def _clenshaw_unrolled(tau, coef):
+    """:func:`_clenshaw` with the recurrence unrolled in Python: XLA fuses the whole sum into
+    one pass over the points, with b1 and b2 in registers (for 1000 models x 2 series x 100
+    points 2.3-2.9 us per model against 8 us for the loop, which stores b1 and b2 at every
+    step). Only where its result is stored before use (inside :func:`_clenshaw_chunked_rule`'s
+    map): fused into several consumers, XLA recomputes the sum in each of them (measured 3.4x
+    slower than the loop in the emulator; an optimization_barrier did not prevent it)."""
+    x2 = 2.0 * (2.0 * tau - 1.0)
+    b1 = jnp.zeros(jnp.broadcast_shapes(jnp.shape(tau), jnp.shape(coef)[:-1]))
+    b2 = b1
+    for j in range(coef.shape[-1] - 1, 0, -1):
+        b1, b2 = coef[..., j] + x2 * b1 - b2, b1
+    return coef[..., 0] + 0.5 * x2 * b1 - b2
+
+
 def _unroll(steps: int, most: int = 8) -> int:
     return max(k for k in range(1, most + 1) if steps % k == 0)
 
@@ -482,15 +497,26 @@ _CHUNK = 100
 
 
 def _clenshaw_chunked_rule(axis_size, in_batched, tau, coef):
-    # Each Clenshaw step is one pass over all points of the batch: for 1000 models x 100
+    # Each step of the loop is one pass over all points of the batch: for 1000 models x 100
     # radii x 3 series that array (2.4 MB) leaves the L2 cache at every one of 95 steps.
-    # Chunks of models keep it there.
+    # Chunks of models keep it there, and each chunk is summed in one unrolled pass whose
+    # result the map stores (:func:`_clenshaw_unrolled`): 1.5x faster per model than the
+    # loop for the emulator's profiles at 100 radii. A map of one chunk is inlined by XLA
+    # (its result then fused into each consumer), so batches below two chunks use the loop.
     if jax.default_backend() != "cpu":  # accelerators: one pass over the whole batch
         return jax.vmap(_clenshaw, in_axes=tuple(0 if b else None for b in in_batched))(
             tau, coef), True
     tau, coef = (x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
                  for x, b in zip((tau, coef), in_batched, strict=True))
-    return jax.lax.map(lambda a: _clenshaw(*a), (tau, coef), batch_size=_CHUNK), True
+    n_chunks = -(-axis_size // _CHUNK)
+    if n_chunks < 2:
+        return jax.lax.map(lambda a: _clenshaw(*a), (tau, coef), batch_size=_CHUNK), True
+    chunk = -(-axis_size // n_chunks)
+    pad = n_chunks * chunk - axis_size  # < n_chunks models, copies of the last one
+    tau, coef = (jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+                 for x in (tau, coef))
+    out = jax.lax.map(lambda a: _clenshaw_unrolled(*a), (tau, coef), batch_size=chunk)
+    return out[:axis_size], True
 
 
 _clenshaw_chunked = custom_vmap(_clenshaw)
