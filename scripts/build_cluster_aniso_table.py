@@ -25,7 +25,7 @@ off-grid draws (emulator_aniso.measure_accuracy).
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
       [--check N] [--reuse-rows OLD.npz] [--workers N --cache DIR]
       --workers solves in N processes (one per core), each x node's models cached in DIR, from
-      which a stopped build resumes. Version 5 (61 x 19 x 19) on the 2-core machine with
+      which a stopped build resumes. Versions 5 and 6 (61 x 19 x 19) on the 2-core machine with
       --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 49 min (4.6 min at version
       5's refinement 2), the accuracy check of 10^4 draws 6 min. --reuse-rows takes the rows
       from an earlier table on the same grid (version 3 or 4 had another w map: not reusable
