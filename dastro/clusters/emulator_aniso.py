@@ -159,9 +159,9 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
 #: 6: ln rt's grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
-#: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion (isotropic_companion), and ln rt has
-#: its own finer grid; 3: the table's v coordinate is v_from_ra (the scale R(W0)); 2: it was
-#: v_from_u (s / s_max).
+#: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion
+#: (isotropic_companion), and ln rt has its own finer grid; 3: the table's v coordinate is
+#: v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
 TABLE_VERSION = 6
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
