@@ -28,8 +28,8 @@ Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] 
       which a stopped build resumes. Versions 5 and 6 (61 x 19 x 19) on the 2-core machine with
       --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 49 min (4.6 min at version
       5's refinement 2), the accuracy check of 10^4 draws 6 min. --reuse-rows takes the rows
-      from an earlier table on the same grid (version 3 or 4 had another w map: not reusable
-      for versions 5 and 6; version 6 reused version 5's rows).
+      from an earlier table on the same grid and coordinate maps (versions 3 and 4 had another
+      w map: refused; version 6 reused version 5's rows).
 """
 
 from __future__ import annotations
@@ -138,6 +138,21 @@ def _in_workers(fn, n_items: int, workers: int, cache, *args):
     return {}
 
 
+def _claim_cache(cache: Path, grid: dict):
+    """Record the grid and ln rt refinement that the cached files belong to (cache/grid.json),
+    or refuse a cache written for another: its files are named by node index only."""
+    key = {name: np.asarray(nodes).tolist() for name, nodes in grid.items()}
+    key |= {"rt_refinement": ea.RT_REFINEMENT, "w_map": ea.W_MAP, "v_map": ea.V_MAP}
+    path = Path(cache) / "grid.json"
+    if path.exists():
+        if json.loads(path.read_text()) != key:
+            raise SystemExit(f"{cache} holds models of another grid (see {path}): use a new "
+                             "--cache directory")
+        return
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(key))
+
+
 def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers=1, cache=None):
     """Solve every node's model (the long part: 61 x 19 x 19 models at ~35 ms each, 8.5 min
     with two workers); float64."""
@@ -148,24 +163,25 @@ def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers=1, cache=N
 
 
 def _reused_rows(path: Path, grid: dict, iso, g_nodes):
-    """The exact rows of an earlier table on the same grid (version 3: stored as they are;
-    versions 4 to 6: residuals, to which the companion is added back), instead of solving again;
-    and a note of where they came from, for the metadata."""
+    """The exact rows of an earlier table on the same grid and coordinate maps (stored as
+    residuals, to which the companion is added back), instead of solving again; and a note of
+    where they came from, for the metadata. Tables before version 5 had another w map: the
+    same w nodes, other models, so they are refused."""
     with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
         for key, nodes in grid.items():
             if not np.array_equal(data[key], nodes):
                 raise SystemExit(f"{path}: its {key} differ from this grid's")
         f = np.asarray(data["f"], dtype=np.float64)
-    version = meta.get("table_version")
-    source = {"file": path.name, "table_version": version, "sha256": meta.get("sha256")}
-    if version in (4, 5, 6):
-        if meta.get("iso_table_sha256") != iso.metadata["sha256"]:
-            raise SystemExit(f"{path}: built against another isotropic table")
-        return f + _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"]), source
-    if version == 3:
-        return f, source
-    raise SystemExit(f"{path}: table version {version}, expected 3 to 6")
+    for key, expected in (("w_map", ea.W_MAP), ("v_map", ea.V_MAP)):
+        if meta.get(key) != expected:
+            raise SystemExit(f"{path}: its {key} {meta.get(key)} is not this code's {expected} "
+                             f"(table version {meta.get('table_version')})")
+    if meta.get("iso_table_sha256") != iso.metadata["sha256"]:
+        raise SystemExit(f"{path}: built against another isotropic table")
+    source = {"file": path.name, "table_version": meta.get("table_version"),
+              "sha256": meta.get("sha256")}
+    return f + _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"]), source
 
 
 def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, cache):
@@ -236,6 +252,8 @@ def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
     g_nodes, g_fine = _node_g(x_nodes, q_nodes, v_nodes)
     grid = {"x_nodes": x_nodes, "w_nodes": w_nodes, "v_nodes": v_nodes, "tau_nodes": tau_nodes}
     source = None
+    if cache is not None:
+        _claim_cache(cache, grid)
     if reuse_rows is not None:
         f, source = _reused_rows(reuse_rows, grid, iso, g_nodes)
     else:
@@ -285,7 +303,8 @@ def main():
                         help="random draws for the stored accuracy table")
     parser.add_argument("--reuse-rows", type=Path, default=None,
                         help="take the exact rows from an earlier table on the same grid "
-                             "(version 3 or 4) instead of solving every node again")
+                             "and coordinate maps (version 5 or later) instead of solving "
+                             "every node again")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that solve the models (one per core)")
     parser.add_argument("--cache", type=Path, default=None,

@@ -1,9 +1,11 @@
 """The anisotropic emulator against the exact solver: accuracy, smoothness, isotropic limit, box,
 bad input and table integrity."""
 
+import importlib.util
 import json
 import math
 import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,31 @@ def test_table_metadata_and_size():
     assert meta["g_max_sha256"] == ea._g_max_table().sha256
     assert "accuracy" in meta
     assert (ea._DATA / ea.TABLE_NAME).stat().st_size < 70e6
+
+
+def _build_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "build_cluster_aniso_table.py"
+    spec = importlib.util.spec_from_file_location("build_cluster_aniso_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_script_refuses_caches_and_rows_of_another_grid(tmp_path):
+    """The builder's cache files are named by node index only, and a table before version 5
+    has the same w nodes as this grid but other models: both must be refused, not mixed in."""
+    build = _build_script()
+    grid = {"x_nodes": np.linspace(0.7, 3.7, 7), "w_nodes": np.linspace(0.0, 1.0, 7),
+            "v_nodes": np.linspace(0.0, 1.0, 7), "tau_nodes": emu.chebyshev_nodes(8)}
+    build._claim_cache(tmp_path, grid)
+    build._claim_cache(tmp_path, grid)  # the same grid: resumes
+    with pytest.raises(SystemExit, match="another grid"):
+        build._claim_cache(tmp_path, dict(grid, w_nodes=0.5 * grid["w_nodes"]))
+    old = tmp_path / "old.npz"
+    meta = {"table_version": 4, "q_c": 2.0, "v_map": ea.V_MAP}
+    ea.save_npz(old, {**grid, "f": np.zeros((7, 7, 7, 3))}, meta)
+    with pytest.raises(SystemExit, match="w_map"):
+        build._reused_rows(old, grid, None, None)
 
 
 def test_hermite_interpolant_is_exact_for_cubics_and_c1():

@@ -87,13 +87,14 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 10^4 draws, median / p99 / max; version 5): rt 2.9e-9 / 1.5e-6 /
-1.4e-5 (version 4: 2.6e-9 / 2.4e-6 / 2.4e-5), every scalar and mc max <= 5.6e-5, phi to 0.99
-rt 4.8e-7 / 1.6e-4 / 1.2e-3 (version 4: 4.4e-7 / 2.6e-4 / 2.4e-3), rho max 3.0e-3 (1.2e-2),
-Sigma 2.6e-6 / 5.3e-4 / 3.7e-3 (2.3e-6 / 1.0e-3 / 2.2e-2; 96 Chebyshev nodes in tau since
-the second version-5 build: with 64 the worst draw's own row erred 2e-2 at 0.99 rt); the
-issue's 1e-4 is reached by the scalars and by typical draws, not by the profiles' tails (near
-ra_min and the g_max edge, where the rows' grid, not rt, limits them).
+Accuracy (table metadata, 10^4 draws, median / p99 / max; version 6): rt 5.9e-10 / 1.4e-7 /
+1.4e-6 (version 5: 2.9e-9 / 1.5e-6 / 1.4e-5), every scalar and mc max <= 6.9e-5, phi to 0.99
+rt 2.9e-7 / 2.5e-5 / 1.4e-4 (version 5: 4.8e-7 / 1.6e-4 / 1.2e-3), rho 8.6e-7 / 6.7e-5 /
+4.5e-4 (3.0e-3), Sigma 1.6e-6 / 8.9e-5 / 1.1e-3 (2.6e-6 / 5.3e-4 / 3.7e-3; 96 Chebyshev
+nodes in tau since the second version-5 build: with 64 the worst draw's own row erred 2e-2 at
+0.99 rt). Up to version 5 the profiles' tails were ln rt's error amplified near rt; now the
+issue's 1e-4 is reached by the scalars, mc and 99 % of the draws' profiles, not by the worst
+draws (next to ra_min and the g_max edge: the rows' grid and, for Sigma, 96 nodes in tau).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
@@ -716,7 +717,7 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "dastro_version": dastro.__version__,
         "box": {"W0": [W0_MIN, W0_MAX], "g": f"[0, g_max(W0, ra) - {G_MARGIN}]",
                 "ra": "[ra_min(W0), inf] (s = 1/(1 + log10 ra) in [0, s_max(W0)])"},
-        "grid": "x = sqrt(W0); w = q (1 + q_c) / (1 + q_c q); v = arcsin(y sin A) / A, "
+        "grid": "x = sqrt(W0); q = emulator.q_from_w(w) (w_map); v = arcsin(y sin A) / A, "
                 "y = ln(1 + (R/ra)^2) / ln(1 + (R/ra_min)^2), "
                 "log10 R = c0 + c1 W0 + c2 tanh((W0 - W1) / dW) (v_map)",
         "v_map": V_MAP,
