@@ -11,7 +11,7 @@ isotropic) and stored (rows as float32 by default: they are residuals, and ln rt
 rounding would be ~1e-4 of W at 0.99 rt, is read from the float64 finer grid):
 - W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in);
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, regularised
-  at the edge (emulator_aniso.pack);
+  at the edge by powers of W and by edge factors (emulator_aniso.pack, edge_log_factors);
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr, ln rhp;
 each minus the isotropic model at the same (W0, g) from the isotropic table
 (emulator_aniso.isotropic_companion; table version 4). ln rt, minus the companion's, is also
@@ -28,8 +28,10 @@ Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] 
       which a stopped build resumes. Versions 5 and 6 (61 x 19 x 19) on the 2-core machine with
       --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 49 min (4.6 min at version
       5's refinement 2), the accuracy check of 10^4 draws 6 min. --reuse-rows takes the rows
-      from an earlier table on the same grid and coordinate maps (versions 3 and 4 had another
-      w map: refused; version 6 reused version 5's rows).
+      from an earlier table on the same grid, coordinate maps and row layout (versions 3 and 4
+      had another w map, versions up to 6 no edge factors: refused; version 6 reused version
+      5's rows). Version 7 solved its rows again (the ln rt grid from version 6's cache: its
+      files, rt_*.npy, do not depend on the row layout; the rows' are named by it).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from dastro.clusters import emulator_aniso as ea
 from dastro.clusters.solver import _solve
 
 OUT = Path(dastro.__file__).parent / "data" / ea.TABLE_NAME
+#: The first table version whose rows this code can reuse (7: ea.edge_log_factors).
+ROW_LAYOUT_SINCE = 7
 
 
 def _node_quantities(model, tau_nodes):
@@ -62,7 +66,7 @@ def _node_quantities(model, tau_nodes):
     proj = model._projected(r)
     rhp = model._rhp() / model.length_unit
     return ea.pack(w, jnp.log(gm), proj, model.g, ea.pack_scalars(model, rhp),
-                   r / jnp.exp(ln_rt))
+                   r / jnp.exp(ln_rt), r**2 * ea._inv_ra2(model.ra_model))
 
 
 def _node_g(x_nodes, q_nodes, v_nodes):
@@ -83,6 +87,12 @@ def _companion_rows(iso, x_nodes, g_nodes, tau_nodes):
     return np.asarray(rows).reshape(g_nodes.shape + (-1,))
 
 
+def _rows_path(cache, i: int) -> Path:
+    """The cache file of x node i's rows (named by the row layout, ea.TABLE_VERSION, since
+    the rows change with pack; the ln rt files do not)."""
+    return Path(cache) / f"rows_v{ea.TABLE_VERSION}_{i:03d}.npy"
+
+
 def _exact_rows_at(x_indices, x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, cache):
     """Solve the models of the given x nodes (all w, v): one file per x node in cache (a
     node already there is not solved again), or returned when cache is None."""
@@ -99,7 +109,7 @@ def _exact_rows_at(x_indices, x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, cach
 
     out = {}
     for i in tqdm(x_indices, desc="solving x nodes (all w, v)"):
-        path = None if cache is None else Path(cache) / f"rows_{i:03d}.npy"
+        path = None if cache is None else _rows_path(cache, i)
         if path is not None and path.exists():
             continue
         # float64 until the companion is subtracted (the residual is then rounded)
@@ -158,7 +168,7 @@ def _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers=1, cache=N
     with two workers); float64."""
     done = _in_workers(_exact_rows_at, len(x_nodes), workers, cache, x_nodes, q_nodes,
                        v_nodes, g_fine, tau_nodes)
-    return np.stack([done[i] if i in done else np.load(Path(cache) / f"rows_{i:03d}.npy")
+    return np.stack([done[i] if i in done else np.load(_rows_path(cache, i))
                      for i in range(len(x_nodes))])
 
 
@@ -173,6 +183,10 @@ def _reused_rows(path: Path, grid: dict, iso, g_nodes):
             if not np.array_equal(data[key], nodes):
                 raise SystemExit(f"{path}: its {key} differ from this grid's")
         f = np.asarray(data["f"], dtype=np.float64)
+    if meta.get("table_version", 0) < ROW_LAYOUT_SINCE:
+        raise SystemExit(f"{path}: table version {meta.get('table_version')} stores the "
+                         f"projected series without the edge factors of version "
+                         f"{ROW_LAYOUT_SINCE} (ea.edge_log_factors): solve the rows again")
     for key, expected in (("w_map", ea.W_MAP), ("v_map", ea.V_MAP)):
         if meta.get(key) != expected:
             raise SystemExit(f"{path}: its {key} {meta.get(key)} is not this code's {expected} "

@@ -13,6 +13,7 @@ from dastro.clusters.moments import (
     _j1,
     density_integral,
     kummer_m1,
+    kummer_m2,
     second_moment_integrals,
 )
 
@@ -30,21 +31,22 @@ def _j_reference(m, h, W, q):
     return float(mpmath.quad(f, [0, W / 2, W]))
 
 
-def test_kummer_against_scipy():
+@pytest.mark.parametrize("a, kummer", [(1, kummer_m1), (2, kummer_m2)])
+def test_kummer_against_scipy(a, kummer):
     rng = np.random.default_rng(1)
-    b = rng.uniform(1.5, 8.0, 5000)
+    b = rng.uniform(a + 0.5, 8.0, 5000)
     z = np.concatenate([[0.0, 1.0, 40.0], 10 ** rng.uniform(-4, 3.5, 4997)])
-    ours = np.asarray(jax.jit(kummer_m1)(b, z))
-    np.testing.assert_allclose(ours, hyp1f1(1.0, b, -z), rtol=1e-12)
+    ours = np.asarray(jax.jit(kummer)(b, z))
+    np.testing.assert_allclose(ours, hyp1f1(float(a), b, -z), rtol=1e-12)
 
 
-@pytest.mark.parametrize("z_switch", [40.0])
-def test_kummer_is_continuous_across_branches(z_switch):
-    b = jnp.asarray(3.3)
+@pytest.mark.parametrize("kummer", [kummer_m1, kummer_m2])
+def test_kummer_is_continuous_across_branches(kummer):
+    b, z_switch = jnp.asarray(3.3), 40.0
     below, above = z_switch * (1 - 1e-13), z_switch
-    assert float(kummer_m1(b, below)) == pytest.approx(float(kummer_m1(b, above)), rel=1e-11)
+    assert float(kummer(b, below)) == pytest.approx(float(kummer(b, above)), rel=1e-11)
     for arg in (0, 1):
-        d = jax.grad(kummer_m1, argnums=arg)
+        d = jax.grad(kummer, argnums=arg)
         assert float(d(b, below)) == pytest.approx(float(d(b, above)), rel=1e-10)
 
 

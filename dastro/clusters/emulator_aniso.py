@@ -6,7 +6,9 @@ parameter. Density and mean-square velocities are closed-form functions of W and
 - W / (1 - r / rt) and ln(G M(<r)) at N = 96 Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in),
   r_in = 1e-3 r0;
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, minus
-  (g + 2) ln W(R) (Sigma) and (g + 3) ln W(R) (the others), so that they stay smooth up to rt;
+  (g + 2) ln W(R) (Sigma) and (g + 3) ln W(R) (the others) and minus the logarithms of their
+  edge factors, Kummer functions of z = (R / ra)^2 W(R) (:func:`edge_log_factors`; since
+  version 7), so that they stay smooth up to rt also where r >> ra;
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr (radial kinetic energy; not K / 3 with
   anisotropy) and ln rhp (model units);
 each as its residual against the isotropic model at the same (W0, g) from the isotropic
@@ -151,6 +153,8 @@ from dastro.clusters.emulator import TABLE_NAME as ISO_TABLE_NAME
 from dastro.clusters.emulator import q_from_w as _q_from_w_iso
 from dastro.clusters.emulator import w_from_q as _w_from_q_iso
 from dastro.clusters.moments import density_integral, second_moment_integrals
+from dastro.clusters.moments import kummer_m1 as _kummer_m1
+from dastro.clusters.moments import kummer_m2 as _kummer_m2
 from dastro.clusters.solver import G_MODEL, _check_scalar, _is_concrete
 from dastro.clusters.uniform_grid import UniformAxis, matmul_constant, uniform_axis
 
@@ -159,11 +163,11 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-#: 6: ln rt's grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
+#: 7: the projected series are divided by their edge factors (edge_log_factors); 6: ln rt's grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
 #: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion
 #: (isotropic_companion), and ln rt has its own finer grid; 3: the table's v coordinate is
 #: v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
-TABLE_VERSION = 6
+TABLE_VERSION = 7
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
 RT_REFINEMENT = 4
@@ -633,15 +637,36 @@ def pack_scalars(model, rhp):
     ])
 
 
-def pack(w, ln_gm, proj, g, scalars, r_over_rt):
+def edge_log_factors(g, z):
+    """ln of the edge factors of the four projected series at z = (R / ra)^2 W(R): shape (4,)
+    + z.shape, for Sigma, Sigma v2p, Sigma v2R, Sigma v2T; all 0 at z = 0 (isotropic).
+
+    Near rt, where W -> 0, E_h(W) ~ W^h / Gamma(h + 1), so the moments J^m_h(W, p^2)
+    (``moments.py``) tend to W^(h+1+m) M(1 + m, h + 2 + m, -p^2 W) and their projections, with
+    W(r) ~ W(R) - a z^2 along the line of sight, to W(R)^(h+3/2+m) M(1 + m, h + 5/2 + m,
+    -p^2 W(R)): Sigma ~ W^(g+2) M(1, g+3, -z), the radial component Sigma v2R ~ W^(g+3) M(1,
+    g+4, -z), the tangential ones (v2T, and v2p, the line of sight being tangential at the edge)
+    ~ W^(g+3) M(2, g+4, -z). With r >> ra the models turn from rho ~ W^(g+1/2) / p^2 to W^(g+3/2)
+    where W ~ 1 / p^2, within ~1e-4 rt of rt; the powers of W alone left that turn in the series
+    (worst draw of version 6, W0 4.44, g 1.62, ra 1.77 r0: its own exact row at 96 nodes erred
+    1.0e-3 in Sigma at 0.99 rt; 1.4e-5 with these factors).
+    """
+    m1 = _kummer_m1(jnp.stack([g + 3.0, g + 4.0]).reshape((2,) + (1,) * jnp.ndim(z)), z)
+    m2 = _kummer_m2(g + 4.0, z)
+    return jnp.log(jnp.stack([m1[0], m2, m1[1], m2]))
+
+
+def pack(w, ln_gm, proj, g, scalars, r_over_rt, p2):
     """One table row: [W/(1 - r/rt), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2{p,R,T}/W^(g+3)),
-    scalars] (projections at R = r)."""
+    each projected series minus its :func:`edge_log_factors`, scalars] (projections at R = r;
+    p2 = (r / ra)^2)."""
     ln_w = jnp.log(w)
+    edge = edge_log_factors(g, p2 * w)
     return jnp.concatenate([
-        w / (1.0 - r_over_rt), ln_gm, jnp.log(proj.Sigma) - (g + 2.0) * ln_w,
-        jnp.log(proj.Sigma * proj.v2p) - (g + 3.0) * ln_w,
-        jnp.log(proj.Sigma * proj.v2R) - (g + 3.0) * ln_w,
-        jnp.log(proj.Sigma * proj.v2T) - (g + 3.0) * ln_w, scalars,
+        w / (1.0 - r_over_rt), ln_gm, jnp.log(proj.Sigma) - (g + 2.0) * ln_w - edge[0],
+        jnp.log(proj.Sigma * proj.v2p) - (g + 3.0) * ln_w - edge[1],
+        jnp.log(proj.Sigma * proj.v2R) - (g + 3.0) * ln_w - edge[2],
+        jnp.log(proj.Sigma * proj.v2T) - (g + 3.0) * ln_w - edge[3], scalars,
     ])
 
 
@@ -820,7 +845,8 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at model radii R (any shape) from the table;
         shape (4,) + R.shape. The W series and the four projected series in one pass over
         the points (a vmap over single radii put the series, not the radii, on the minor
-        axis: 190 -> ~20 us per model at 100 radii)."""
+        axis: 190 -> ~20 us per model at 100 radii); times W's powers and the edge factors
+        of :func:`edge_log_factors`, as in :func:`pack`."""
         rt = jnp.exp(self.ln_rt)
         inside = R < rt
         # Sigma is even in R: below r_in it equals its value at r_in to O((R/r0)^2).
@@ -832,7 +858,8 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         w = -jnp.expm1(t - self.ln_rt) * five[0]
         ln_w = jnp.log(jnp.where(w > 0, w, 1.0))
         powers = (self.g + jnp.array([2.0, 3.0, 3.0, 3.0])).reshape((4,) + (1,) * ln_w.ndim)
-        value = jnp.exp(five[1:] + powers * ln_w)
+        edge = edge_log_factors(self.g, R_in**2 * self.inv_ra2 * jnp.where(w > 0, w, 0.0))
+        value = jnp.exp(five[1:] + powers * ln_w + edge)
         return jnp.where(inside & (w > 0), value, 0.0)
 
 
@@ -893,8 +920,14 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
     coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
     coef = iso_coef + jnp.pad(coef, ((0, 0), (0, table.iso.n_tau - table.n_tau)))
-    scalars = scalars + iso_scalars
-    ln_rt = ln_rt + iso_scalars[0]
+    return _model_from_series(W0, g, ra, valid, coef, scalars + iso_scalars,
+                             ln_rt + iso_scalars[0], w_in, g_in)
+
+
+def _model_from_series(W0, g, ra, valid, coef, scalars, ln_rt, w_in, g_in):
+    """The model of one row: Chebyshev coefficients coef (N_SERIES, n) of the series of
+    :func:`pack`, its scalars (N_SCALARS,) and ln rt (used instead of scalars[0]); w_in and
+    g_in are W0 and g clipped into the box (NaN-free), for the normalisation integral."""
     _, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
     one = jnp.ones_like(W0)
     return EmulatedAnisotropic(

@@ -53,15 +53,16 @@ def _horner(coef, x):
     return acc
 
 
-def kummer_m1(b, z):
-    """Kummer's function M(1, b, -z) for b > 1 and z >= 0, smooth in b and z.
+def _kummer(a: int, b, z):
+    """Kummer's function M(a, b, -z) for a = 1 or 2, b > a and z >= 0, smooth in b and z.
 
     Two branches, each a sum of terms of one sign (no cancellation) whose coefficients
     depend on b only, so that for one model (scalar b) each radius costs one Horner pass:
-    - z < 40: Kummer's transformation M(1, b, -z) = exp(-z) M(b-1, b, z)
-      = exp(-z) sum_n (b - 1) / (b - 1 + n) z^n / n! (DLMF 13.2.39): an expectation of
-      (b - 1) / (b - 1 + N) over N ~ Poisson(z), positive terms;
-    - z >= 40: the asymptotic series (b - 1)/z sum_k (2 - b)_k z^-k (DLMF 13.7.2).
+    - z < 40: Kummer's transformation M(a, b, -z) = exp(-z) M(b - a, b, z)
+      = exp(-z) sum_n (b - a)_n / (b)_n z^n / n! (DLMF 13.2.39), where (b - a)_n / (b)_n =
+      prod_{j=1..a} (b - j) / (b - j + n): positive terms;
+    - z >= 40: the asymptotic series Gamma(b) / Gamma(b - a) z^-a sum_k (a)_k (a - b + 1)_k
+      / k! z^-k (DLMF 13.7.2), with (a)_k / k! = 1 (a = 1) or k + 1 (a = 2).
     No maintained JAX library differentiates M(a, b, x) in b, which the g-gradients need.
     """
     b = jnp.asarray(b, dtype=float)[..., None]
@@ -71,13 +72,29 @@ def kummer_m1(b, z):
     z_p = jnp.where(large, 1.0, z)
     z_a = jnp.where(large, z, 2 * _Z_ASYMPTOTIC)
     n = jnp.arange(_N_KUMMER, dtype=float)
-    poisson = (b - 1.0) / (b - 1.0 + n) * jnp.exp(-gammaln(n + 1.0))
-    series = jnp.exp(-z_p) * _horner(poisson, z_p)
+    weight = jnp.exp(-gammaln(n + 1.0))
+    gamma_ratio = jnp.ones_like(b[..., 0])  # Gamma(b) / Gamma(b - a)
+    for j in range(1, a + 1):
+        weight = weight * (b - j) / (b - j + n)
+        gamma_ratio = gamma_ratio * (b[..., 0] - j)
+    series = jnp.exp(-z_p) * _horner(weight, z_p)
     k = jnp.arange(_N_ASYMPTOTIC, dtype=float)
-    # (2 - b)_k, the rising factorial, as a running product
-    rising = jnp.cumprod(jnp.concatenate([jnp.ones_like(b), k[1:] + 1.0 - b], axis=-1), axis=-1)
-    asymptotic = (b[..., 0] - 1.0) / z_a * _horner(rising, 1.0 / z_a)
+    # (a - b + 1)_k, the rising factorial, as a running product
+    rising = jnp.cumprod(jnp.concatenate([jnp.ones_like(b), k[1:] + a - b], axis=-1), axis=-1)
+    if a == 2:
+        rising = rising * (k + 1.0)
+    asymptotic = gamma_ratio / z_a**a * _horner(rising, 1.0 / z_a)
     return jnp.where(large, asymptotic, series)
+
+
+def kummer_m1(b, z):
+    """Kummer's function M(1, b, -z) for b > 1 and z >= 0, smooth in b and z (:func:`_kummer`)."""
+    return _kummer(1, b, z)
+
+
+def kummer_m2(b, z):
+    """Kummer's function M(2, b, -z) for b > 2 and z >= 0, smooth in b and z (:func:`_kummer`)."""
+    return _kummer(2, b, z)
 
 
 def _e(h, w, n_terms=None):
