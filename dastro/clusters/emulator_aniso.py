@@ -163,7 +163,8 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
-#: 7: the projected series are divided by their edge factors (edge_log_factors); 6: ln rt's grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
+#: 7: the projected series are divided by their edge factors (edge_log_factors); 6: ln rt's
+#: grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
 #: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion
 #: (isotropic_companion), and ln rt has its own finer grid; 3: the table's v coordinate is
 #: v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
