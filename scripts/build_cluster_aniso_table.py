@@ -152,7 +152,8 @@ def _claim_cache(cache: Path, grid: dict):
     """Record the grid and ln rt refinement that the cached files belong to (cache/grid.json),
     or refuse a cache written for another: its files are named by node index only."""
     key = {name: np.asarray(nodes).tolist() for name, nodes in grid.items()}
-    key |= {"rt_refinement": ea.RT_REFINEMENT, "w_map": ea.W_MAP, "v_map": ea.V_MAP}
+    key |= {"rt_refinement": ea.RT_REFINEMENT, "w_map": ea.W_MAP, "v_map": ea.V_MAP,
+            "g_tab": ea.G_TAB}
     path = Path(cache) / "grid.json"
     if path.exists():
         if json.loads(path.read_text()) != key:
