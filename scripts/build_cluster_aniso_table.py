@@ -295,6 +295,7 @@ def check(path: Path, n_check: int, seed: int = 0):
     accuracy["seconds"] = round(time.time() - t0)
     meta = table.metadata
     meta["accuracy"] = accuracy
+    meta["node_slopes"] = ea.NODE_SLOPES  # the interpolant this accuracy was measured with
     with np.load(path) as data:
         arrays = {k: np.asarray(data[k]) for k in data.files if k != "meta"}
     ea.save_npz(path, arrays, meta)

@@ -175,6 +175,9 @@ TABLE_VERSION = 8
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
 RT_REFINEMENT = 4
+#: The node slopes of the rows' and ln rt's Hermite interpolant (:func:`_fd_matrix`), as
+#: recorded with the accuracy the table's metadata reports.
+NODE_SLOPES = "finite differences: 5-point central, 6-point on the first and last two nodes"
 #: The interpolant of g_max between the table's nodes in the q coordinate (:func:`_g_tab`).
 G_TAB = "C2 quintic Hermite through g_fine at the table's (x, v) nodes (version 8)"
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
@@ -235,18 +238,26 @@ def _inv_ra2(ra):
 
 @functools.cache
 def _fd_matrix(n: int) -> np.ndarray:
-    """(n, n) first-derivative matrix (times the node spacing) of fourth order on a uniform
-    grid: central five-point stencils inside, one-sided five-point stencils at the ends."""
+    """(n, n) first-derivative matrix (times the node spacing) on a uniform grid: central
+    five-point stencils (fourth order) inside, six-point stencils (fifth order) on the first
+    and last two nodes, which stay within the end cells' 6-node windows.
+
+    Five-point one-sided stencils at the ends (up to table version 8's first measurement)
+    have a 6 times larger error constant than the central ones, and the end cells erred
+    most: along v at 6 lines through the last corner (exact solves at the midpoints of the
+    last 6 cells before ra_min), W's error to 0.99 rt in the last two cells fell from up to
+    1.6e-4 / 1.9e-4 to 1.1e-4 / 6.1e-5, the cells further in unchanged."""
     if n < 6:
         raise ValueError(f"a table axis needs at least 6 nodes, got {n}")
     d = np.zeros((n, n))
     for i in range(n):
-        lo = min(max(i - 2, 0), n - 5)
-        offsets = np.arange(lo, lo + 5) - i
-        vander = np.vander(offsets.astype(float), 5, increasing=True).T  # rows: powers
-        rhs = np.zeros(5)
+        width = 5 if 2 <= i <= n - 3 else 6
+        lo = min(max(i - 2, 0), n - width)
+        offsets = np.arange(lo, lo + width) - i
+        vander = np.vander(offsets.astype(float), width, increasing=True).T  # rows: powers
+        rhs = np.zeros(width)
         rhs[1] = 1.0
-        d[i, lo:lo + 5] = np.linalg.solve(vander, rhs)
+        d[i, lo:lo + width] = np.linalg.solve(vander, rhs)
     return d
 
 
@@ -760,6 +771,7 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "w_map": W_MAP,
         "rows": "model minus isotropic_companion (same W0, g)",
         "g_tab": G_TAB,
+        "node_slopes": NODE_SLOPES,
         "rt_refinement": RT_REFINEMENT,
         "iso_table_sha256": load_table().metadata["sha256"],
         **extra,
