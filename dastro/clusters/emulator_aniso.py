@@ -89,16 +89,18 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 10^4 draws, median / p99 / max; version 8): rt 5.7e-10 / 1.8e-8 /
-1.8e-7 (version 7, with the C1 g_tab: 5.9e-10 / 1.4e-7 / 1.4e-6; version 5: 2.9e-9 / 1.5e-6 /
-1.4e-5), every scalar and mc max <= 5.4e-5, phi to 0.99 rt 2.9e-7 / 2.0e-5 / 1.3e-4
-(version 5: 4.8e-7 / 1.6e-4 / 1.2e-3), rho 8.6e-7 / 5.2e-5 / 3.1e-4 (version 6: 4.5e-4),
-Sigma 1.5e-6 / 6.0e-5 / 3.8e-4 (version 6, without the edge factors: 1.6e-6 / 8.9e-5 /
-1.1e-3; 96 Chebyshev nodes in tau since the second version-5 build: with 64 the worst draw's
-own row erred 2e-2 at 0.99 rt), v2p, v2R, v2T max 1.0e-4 - 1.4e-4 (version 6: 4.1e-4 -
-1.2e-3). The issue's 1e-4 is reached by the scalars, mc and 99 % of the draws' profiles,
-not by the worst draw (W0 7.86, g 1.23, ra 10.2 r0, next to both ra_min and the g_max edge:
-the rows' interpolation in that corner; its own row and its rt are exact to ~1e-7).
+Accuracy (table metadata, 10^4 draws, median / p99 / max; version 8 with 6-point end
+slopes, :func:`_fd_matrix`): rt 5.5e-10 / 1.8e-8 / 2.7e-7 (version 7, with the C1 g_tab:
+5.9e-10 / 1.4e-7 / 1.4e-6; version 5: 2.9e-9 / 1.5e-6 / 1.4e-5), every scalar max <= 7.6e-6,
+mc <= 3.6e-5, phi to 0.99 rt 2.5e-7 / 1.7e-5 / 8.5e-5 (version 5: 4.8e-7 / 1.6e-4 / 1.2e-3),
+every mean-square velocity, intrinsic and projected, max <= 8.9e-5 (version 6: up to
+1.2e-3, without the edge factors), rho 7.2e-7 / 3.8e-5 / 2.5e-4 (version 6: 4.5e-4), Sigma
+1.4e-6 / 4.6e-5 / 2.9e-4 (version 6: 1.6e-6 / 8.9e-5 / 1.1e-3; 96 Chebyshev nodes in tau
+since the second version-5 build: with 64 the worst draw's own row erred 2e-2 at 0.99 rt).
+The issue's 1e-4 is reached by everything but rho and Sigma at their worst draws (W0 2.84,
+g 2.23, ra 1.17 r0 and W0 7.30, g 1.45, ra 8.49 r0, both next to ra_min and the g_max edge:
+the rows' interpolation in that corner, where rho's error near rt is ~(g + 3/2) times W's;
+their own rows and their rt are exact to ~1e-9).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are fourth-order finite differences of the node values (one-sided at the ends): C1 everywhere
