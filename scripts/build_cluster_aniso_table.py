@@ -88,9 +88,9 @@ def _companion_rows(iso, x_nodes, g_nodes, tau_nodes):
 
 
 def _rows_path(cache, i: int) -> Path:
-    """The cache file of x node i's rows (named by the row layout, ea.TABLE_VERSION, since
+    """The cache file of x node i's rows (named by the row layout, ROW_LAYOUT_SINCE, since
     the rows change with pack; the ln rt files do not)."""
-    return Path(cache) / f"rows_v{ea.TABLE_VERSION}_{i:03d}.npy"
+    return Path(cache) / f"rows_v{ROW_LAYOUT_SINCE}_{i:03d}.npy"
 
 
 def _exact_rows_at(x_indices, x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, cache):
@@ -240,8 +240,8 @@ def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, c
 
 def _rt_residuals(x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, workers=1, cache=None):
     """Exact ln rt minus the companion's on the grid k times finer than (x_nodes, n_q, n_v),
-    at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (~4.5 s per fine x node on one
-    core for k = 2: 37 x 37 models)."""
+    at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (k = 4: 73 x 73 models per
+    fine x node, ~24 s each per worker; 49 min for 241 nodes with two workers)."""
     n_fine = k * (len(x_nodes) - 1) + 1
     done = _in_workers(_rt_residuals_at, n_fine, workers, cache, x_nodes, n_q, n_v,
                        g_max_nodes, k)
@@ -319,7 +319,7 @@ def main():
                         help="random draws for the stored accuracy table")
     parser.add_argument("--reuse-rows", type=Path, default=None,
                         help="take the exact rows from an earlier table on the same grid "
-                             "and coordinate maps (version 5 or later) instead of solving "
+                             "and coordinate maps (version 7 or later) instead of solving "
                              "every node again")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes that solve the models (one per core)")

@@ -673,8 +673,8 @@ def edge_log_factors(g, z):
     dispersions at most 1.4e-5).
     """
     m1 = _kummer_m1(jnp.stack([g + 3.0, g + 4.0]).reshape((2,) + (1,) * jnp.ndim(z)), z)
-    m2 = _kummer_m2(g + 4.0, z)
-    return jnp.log(jnp.stack([m1[0], m2, m1[1], m2]))
+    ln_m = jnp.log(jnp.stack([m1[0], m1[1], _kummer_m2(g + 4.0, z)]))  # one log per factor
+    return jnp.stack([ln_m[0], ln_m[2], ln_m[1], ln_m[2]])
 
 
 def pack(w, ln_gm, proj, g, scalars, r_over_rt, p2):
