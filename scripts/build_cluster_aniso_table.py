@@ -9,7 +9,7 @@ evaluated on its own (x, u) grid, emulator_aniso._g_max_table_node)
 -- the exact solver (dastro.clusters.solver, rtol 1e-12) is run with that ra (u = 0: ra = inf,
 isotropic) and stored (rows as float32 by default: they are residuals, and ln rt, whose float32
 rounding would be ~1e-4 of W at 0.99 rt, is read from the float64 finer grid):
-- W / (1 - r / rt) and ln(G M(<r)) at Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in);
+- ln(W / (1 - r / rt)) (since table version 9) and ln(G M(<r)) at Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in);
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, regularised
   at the edge by powers of W and by edge factors (emulator_aniso.pack, edge_log_factors);
 - the scalars ln rt, ln rh, ln(G M), ln(-U), ln K, ln Kr, ln rhp;
@@ -56,6 +56,10 @@ from dastro.clusters.solver import _solve
 OUT = Path(dastro.__file__).parent / "data" / ea.TABLE_NAME
 #: The first table version whose rows this code can reuse (7: ea.edge_log_factors).
 ROW_LAYOUT_SINCE = 7
+#: The table version since which the rows have this code's layout (ea.pack): it names the
+#: cached rows. Reused rows of versions 7 and 8 have W / (1 - r/rt) as a plain residual
+#: (since 9 its logarithm's): converted on reading (:func:`_reused_rows`).
+ROW_LAYOUT = 9
 
 
 def _node_quantities(model, tau_nodes):
@@ -88,9 +92,9 @@ def _companion_rows(iso, x_nodes, g_nodes, tau_nodes):
 
 
 def _rows_path(cache, i: int) -> Path:
-    """The cache file of x node i's rows (named by the row layout, ROW_LAYOUT_SINCE, since
-    the rows change with pack; the ln rt files do not)."""
-    return Path(cache) / f"rows_v{ROW_LAYOUT_SINCE}_{i:03d}.npy"
+    """The cache file of x node i's rows (named by the row layout, ROW_LAYOUT, since the
+    rows change with pack; the ln rt files do not)."""
+    return Path(cache) / f"rows_v{ROW_LAYOUT}_{i:03d}.npy"
 
 
 def _exact_rows_at(x_indices, x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, cache):
@@ -196,7 +200,12 @@ def _reused_rows(path: Path, grid: dict, iso, g_nodes):
         raise SystemExit(f"{path}: built against another isotropic table")
     source = {"file": path.name, "table_version": meta.get("table_version"),
               "sha256": meta.get("sha256")}
-    return f + _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"]), source
+    companion = _companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"])
+    full = f + companion
+    if meta["table_version"] < ROW_LAYOUT:  # W / (1 - r/rt) itself minus the companion's
+        n = len(grid["tau_nodes"])
+        full[..., :n] = np.log(f[..., :n] + np.exp(companion[..., :n]))
+    return full, source
 
 
 def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, cache):

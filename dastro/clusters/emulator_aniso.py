@@ -3,8 +3,10 @@
 The anisotropic companion of ``emulator.py`` (read that first): the same radial scheme, one more
 parameter. Density and mean-square velocities are closed-form functions of W and r / ra
 (``moments.py``), so per model the table holds only
-- W / (1 - r / rt) and ln(G M(<r)) at N = 96 Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in),
-  r_in = 1e-3 r0;
+- ln(W / (1 - r / rt)) (since version 9; W / (1 - r / rt) itself before) and ln(G M(<r)) at
+  N = 96 Chebyshev nodes of tau = ln(r / r_in) / ln(rt / r_in), r_in = 1e-3 r0, rt the node
+  model's own (so that the rows are read in the tau of ln rt as interpolated with them:
+  :meth:`EmulatedAnisotropic._tau`);
 - ln Sigma, ln(Sigma v2p), ln(Sigma v2R), ln(Sigma v2T) at the same nodes in R, minus
   (g + 2) ln W(R) (Sigma) and (g + 3) ln W(R) (the others) and minus the logarithms of their
   edge factors, Kummer functions of z = (R / ra)^2 W(R) (:func:`edge_log_factors`; since
@@ -89,18 +91,25 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 10^4 draws, median / p99 / max; version 8 with 6-point end
-slopes, :func:`_fd_matrix`): rt 5.5e-10 / 1.8e-8 / 2.7e-7 (version 7, with the C1 g_tab:
-5.9e-10 / 1.4e-7 / 1.4e-6; version 5: 2.9e-9 / 1.5e-6 / 1.4e-5), every scalar max <= 7.6e-6,
-mc <= 3.6e-5, phi to 0.99 rt 2.5e-7 / 1.7e-5 / 8.5e-5 (version 5: 4.8e-7 / 1.6e-4 / 1.2e-3),
-every mean-square velocity, intrinsic and projected, max <= 8.9e-5 (version 6: up to
-1.2e-3, without the edge factors), rho 7.2e-7 / 3.8e-5 / 2.5e-4 (version 6: 4.5e-4), Sigma
-1.4e-6 / 4.6e-5 / 2.9e-4 (version 6: 1.6e-6 / 8.9e-5 / 1.1e-3; 96 Chebyshev nodes in tau
-since the second version-5 build: with 64 the worst draw's own row erred 2e-2 at 0.99 rt).
-The issue's 1e-4 is reached by everything but rho and Sigma at their worst draws (W0 2.84,
-g 2.23, ra 1.17 r0 and W0 7.30, g 1.45, ra 8.49 r0, both next to ra_min and the g_max edge:
-the rows' interpolation in that corner, where rho's error near rt is ~(g + 3/2) times W's;
-their own rows and their rt are exact to ~1e-9).
+Accuracy (table metadata, 10^4 draws, median / p99 / max; version 9): rt 5.5e-10 / 1.8e-8 /
+2.7e-7 (version 7, with the C1 g_tab: 5.9e-10 / 1.4e-7 / 1.4e-6; version 5: 2.9e-9 / 1.5e-6 /
+1.4e-5), every scalar max <= 7.6e-6, mc <= 2.4e-5, phi to 0.99 rt 2.2e-7 / 3.7e-6 / 2.7e-5
+(version 8: 2.5e-7 / 1.7e-5 / 8.5e-5; version 5: 4.8e-7 / 1.6e-4 / 1.2e-3), every
+mean-square velocity, intrinsic and projected, max <= 6.3e-5 (version 6: up to 1.2e-3,
+without the edge factors), rho 6.2e-7 / 1.4e-5 / 9.8e-5 (version 8: 2.5e-4, version 6:
+4.5e-4), Sigma 1.3e-6 / 1.0e-5 / 1.1e-4 (version 8: 2.9e-4, version 6: 1.1e-3; 96 Chebyshev
+nodes in tau since the second version-5 build: with 64 the worst draw's own row erred 2e-2 at
+0.99 rt). Version 9's two changes: the W series is a logarithm (version 8's worst draws, W0
+2.84, g 2.23, ra 1.17 r0 and W0 7.30, g 1.45, ra 8.49 r0, next to ra_min and the g_max edge,
+had W wrong by a constant 7.5e-5 / 8.5e-5 beyond ~0.3 rt while G M(<r) was right to 1e-6:
+outside the mass W / (1 - r / rt) = G M / r, whose value at fixed tau changes like rt^-tau
+across the table's cells, its logarithm linearly in ln rt; 1.6e-6 / 1.5e-6 now), and the
+rows are read in their own tau (:meth:`EmulatedAnisotropic._tau`). The issue's 1e-4 is
+reached by everything but Sigma at its worst draw (1.1e-4; rho 9.8e-5 there): W0 8.64,
+g 2.12, ra 6.4e3 r0, the worst rt draw (2.7e-7, ~100 times that in W at 0.99 rt), in the first
+v cell of ln rt's finer grid, where u = s / s_max(W0) (the g_max table's coordinate, in which
+g_fine is interpolated) runs from 0 to ~0.5: ln rt's error there jumps from 7e-9 at v = 0 to
+6.5e-7 within the cell.
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are finite differences of the node values (five-point central, six-point on the first and
@@ -138,6 +147,7 @@ from jax.custom_derivatives import SymbolicZero
 from dastro.clusters.emulator import (
     _N_MOMENT_TERMS,
     G_MARGIN,
+    LN_R_IN,
     Q_SLOPE_AT_ZERO,
     R_IN,
     W0_MAX,
@@ -168,13 +178,14 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
+#: 9: the W series is ln(W / (1 - r/rt)), its residual a ratio to the companion (pack);
 #: 8: g_tab, which defines q between the nodes, is C2 (_g_tab; the ln rt grid solved again);
 #: 7: the projected series are divided by their edge factors (edge_log_factors); 6: ln rt's
 #: grid RT_REFINEMENT = 4 times finer (was 2); 5: w is the isotropic table's map
 #: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion
 #: (isotropic_companion), and ln rt has its own finer grid; 3: the table's v coordinate is
 #: v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
-TABLE_VERSION = 8
+TABLE_VERSION = 9
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
 RT_REFINEMENT = 4
@@ -678,13 +689,13 @@ def edge_log_factors(g, z):
 
 
 def pack(w, ln_gm, proj, g, scalars, r_over_rt, p2):
-    """One table row: [W/(1 - r/rt), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2{p,R,T}/W^(g+3)),
+    """One table row: [ln(W/(1 - r/rt)), ln GM, ln(Sigma/W^(g+2)), ln(Sigma v2{p,R,T}/W^(g+3)),
     each projected series minus its :func:`edge_log_factors`, scalars] (projections at R = r;
     p2 = (r / ra)^2)."""
     ln_w = jnp.log(w)
     edge = edge_log_factors(g, p2 * w)
     return jnp.concatenate([
-        w / (1.0 - r_over_rt), ln_gm, jnp.log(proj.Sigma) - (g + 2.0) * ln_w - edge[0],
+        ln_w - jnp.log1p(-r_over_rt), ln_gm, jnp.log(proj.Sigma) - (g + 2.0) * ln_w - edge[0],
         jnp.log(proj.Sigma * proj.v2p) - (g + 3.0) * ln_w - edge[1],
         jnp.log(proj.Sigma * proj.v2R) - (g + 3.0) * ln_w - edge[2],
         jnp.log(proj.Sigma * proj.v2T) - (g + 3.0) * ln_w - edge[3], scalars,
@@ -710,6 +721,10 @@ class AnisoTable(eqx.Module):
     # 4e-6 near rt (an absolute error along tau), node values by 3e-8 (relative per node)
     stack: jax.Array
     cheb_matrix: jax.Array
+    # (iso.n_tau, n_tau): T_j(2 tau_k - 1), the isotropic companion's W series at tau_nodes
+    # (its coefficients times this), and its transpose (see matmul_constant)
+    node_matrix: jax.Array
+    node_matrix_t: jax.Array
     rt_fine: jax.Array  # residual of ln rt on the grid RT_REFINEMENT times finer
     tau_nodes: jax.Array
     g_max_nodes: jax.Array  # g_fine at the table's (x, v) nodes (for :func:`_g_max_ref`)
@@ -751,8 +766,9 @@ def isotropic_companion(iso: EmulatorTable, W0, g):
 def companion_row(iso: EmulatorTable, W0, g, tau_nodes):
     """:func:`isotropic_companion` as a table row (series at tau_nodes, as :func:`pack`)."""
     series, scalars = isotropic_companion(iso, W0, g)
-    values = _chebyshev(jnp.asarray(tau_nodes, float)[:, None], series)  # (n_tau, N_SERIES)
-    return jnp.concatenate([values.T.ravel(), scalars])
+    values = _chebyshev(jnp.asarray(tau_nodes, float)[:, None], series).T  # (N_SERIES, n_tau)
+    values = values.at[0].set(jnp.log(values[0]))  # the W series is a logarithm (pack)
+    return jnp.concatenate([values.ravel(), scalars])
 
 
 def make_metadata(arrays: dict, **extra) -> dict:
@@ -826,9 +842,12 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
     # g_fine at the table's nodes: the g_max table has its own (x, old v) grid
     g_nodes = np.asarray(jax.vmap(_g_max_table_node)(jnp.asarray(xv[0].ravel()),
                                                      jnp.asarray(xv[1].ravel())))
+    node_matrix = np.polynomial.chebyshev.chebvander(2.0 * arrays["tau_nodes"] - 1.0,
+                                                     iso.n_tau - 1).T
     return AnisoTable(
         stack=jnp.asarray(hermite_stack(arrays["f"], axes)),
         cheb_matrix=jnp.asarray(chebyshev_coefficient_matrix(n_tau)),
+        node_matrix=jnp.asarray(node_matrix), node_matrix_t=jnp.asarray(node_matrix.T.copy()),
         rt_fine=jnp.asarray(arrays["rt_fine"], float),
         tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
         g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), iso=iso, axes=axes,
@@ -856,6 +875,19 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
     ln_sv2r_coef: jax.Array
     ln_sv2t_coef: jax.Array
     inv_ra2: jax.Array
+    # ln rt as interpolated with the rows (their scalar), which defines their tau: see _tau
+    ln_rt_rows: jax.Array
+
+    def _tau(self, t):
+        """tau of t = ln r in the rows' own radial coordinate: each node's row is tabulated at
+        tau = ln(r / r_in) / ln(rt / r_in) of its own rt, so the interpolated rows follow ln rt
+        as interpolated with them (ln_rt_rows), not the finer grid's (ln_rt, which places the
+        edge: W = (1 - r / rt) S(tau)). Where rt changes fast (near g_max) the rows' ln rt
+        errs by up to ~4e-5, and at fixed tau their W then erred by the same, ~d ln W / d ln r
+        tau d(ln rt), fed into rho times g + 3/2 (the version-9 table's worst draws, W0 10.1,
+        g 2.29, ra 3.4e3 r0 and W0 8.46, g 2.07, ra 491 r0: W's error 3.9e-5 / 4.0e-5 with
+        the finer ln rt in tau, 1.2e-6 / 2.4e-7 with the rows')."""
+        return (t - LN_R_IN) / (self.ln_rt_rows - LN_R_IN)
 
     def _moments_model(self, x, w):
         p2 = x**2 * self.inv_ra2
@@ -952,15 +984,21 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     # ln rt from its finer grid (the rows' own, coarser ln rt residual is not used)
     ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, point)[0]
     iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
+    # the W series is ln(W / (1 - r/rt)) minus the companion's (pack): back to W / (1 - r/rt)
+    # at the nodes, the companion's values times exp(residual), before the transform
+    w_iso = matmul_constant(iso_coef[0], table.node_matrix, table.node_matrix_t)
+    series = series.at[0].set(w_iso * jnp.exp(series[0]))
     coef = matmul_constant(series, table.cheb_matrix.T, table.cheb_matrix)
-    coef = iso_coef + jnp.pad(coef, ((0, 0), (0, table.iso.n_tau - table.n_tau)))
+    padded = jnp.pad(coef, ((0, 0), (0, table.iso.n_tau - table.n_tau)))
+    coef = padded.at[1:].add(iso_coef[1:])
     return _model_from_series(W0, g, ra, valid, coef, scalars + iso_scalars,
                              ln_rt + iso_scalars[0], w_in, g_in)
 
 
 def _model_from_series(W0, g, ra, valid, coef, scalars, ln_rt, w_in, g_in):
     """The model of one row: Chebyshev coefficients coef (N_SERIES, n) of the series of
-    :func:`pack`, its scalars (N_SCALARS,) and ln rt (used instead of scalars[0]); w_in and
+    :func:`pack` (the W series as W / (1 - r/rt)), its scalars (N_SCALARS,) and ln rt (the
+    model's; scalars[0] defines the rows' tau, :meth:`EmulatedAnisotropic._tau`); w_in and
     g_in are W0 and g clipped into the box (NaN-free), for the normalisation integral."""
     _, ln_rh, ln_gm, ln_mu, ln_k, ln_kr, ln_rhp = (scalars[i] for i in range(N_SCALARS))
     one = jnp.ones_like(W0)
@@ -972,6 +1010,7 @@ def _model_from_series(W0, g, ra, valid, coef, scalars, ln_rt, w_in, g_in):
         length_unit=one, mass_unit=one, G=G_MODEL * one, rhp_model=jnp.exp(ln_rhp),
         w_coef=coef[0], ln_gm_coef=coef[1], ln_sigma_coef=coef[2], ln_sv2_coef=coef[3],
         ln_sv2r_coef=coef[4], ln_sv2t_coef=coef[5], inv_ra2=_inv_ra2(ra),
+        ln_rt_rows=scalars[0],
     )
 
 
