@@ -72,6 +72,33 @@ def test_build_script_refuses_caches_and_rows_of_another_grid(tmp_path):
         build._reused_rows(old, grid, None, None)
 
 
+def test_build_script_converts_the_rows_of_version_8(tmp_path):
+    """Versions 7 and 8 stored W / (1 - r/rt) minus the companion's; since version 9 the rows
+    hold its logarithm (ea.pack): rows reused from those tables are converted, the other
+    values taken as they are, and rows of this layout are taken as they are."""
+    build = _build_script()
+    iso = emu.load_table()
+    n_tau = 8
+    grid = {"x_nodes": np.linspace(1.0, 3.0, 2), "w_nodes": np.linspace(0.0, 1.0, 2),
+            "v_nodes": np.linspace(0.0, 1.0, 2), "tau_nodes": emu.chebyshev_nodes(n_tau)}
+    g_nodes = np.array([0.2, 0.9]).reshape(1, 2, 1) * np.ones((2, 2, 2))
+    companion = build._companion_rows(iso, grid["x_nodes"], g_nodes, grid["tau_nodes"])
+    full = companion + np.random.default_rng(1).normal(0.0, 0.1, companion.shape)
+    residual = full - companion
+    old = residual.copy()
+    old[..., :n_tau] = np.exp(full[..., :n_tau]) - np.exp(companion[..., :n_tau])
+    meta = {"table_version": 8, "w_map": ea.W_MAP, "v_map": ea.V_MAP,
+            "iso_table_sha256": iso.metadata["sha256"]}
+    path = tmp_path / "old.npz"
+    ea.save_npz(path, {**grid, "f": old}, meta)
+    rows, source = build._reused_rows(path, grid, iso, g_nodes)
+    assert source["table_version"] == 8
+    np.testing.assert_allclose(rows, full, rtol=0, atol=1e-12)
+    ea.save_npz(path, {**grid, "f": residual}, dict(meta, table_version=build.ROW_LAYOUT))
+    rows, _ = build._reused_rows(path, grid, iso, g_nodes)
+    np.testing.assert_allclose(rows, full, rtol=0, atol=1e-12)
+
+
 def _row_model_errors(W0, g, ra):
     """Largest relative error of Sigma, v2p, v2R, v2T (R <= 0.99 rt) of one model's own exact
     table row (96 tau nodes, no interpolation in the parameters) against the solver: with

@@ -107,9 +107,9 @@ across the table's cells, its logarithm linearly in ln rt; 1.6e-6 / 1.5e-6 now),
 rows are read in their own tau (:meth:`EmulatedAnisotropic._tau`). The issue's 1e-4 is
 reached by everything but Sigma at its worst draw (1.1e-4; rho 9.8e-5 there): W0 8.64,
 g 2.12, ra 6.4e3 r0, the worst rt draw (2.7e-7, ~100 times that in W at 0.99 rt), in the first
-v cell of ln rt's finer grid, where u = s / s_max(W0) (the g_max table's coordinate, in which
-g_fine is interpolated) runs from 0 to ~0.5: ln rt's error there jumps from 7e-9 at v = 0 to
-6.5e-7 within the cell.
+v cell of ln rt's finer grid (every ra from ~6e3 r0 to infinity; u = s / s_max(W0), in which
+g_fine is interpolated, from 0 to ~0.5): ln rt's error there jumps from 7e-9 at v = 0 to
+6.5e-7 within the cell (docs/clusters.md).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are finite differences of the node values (five-point central, six-point on the first and
