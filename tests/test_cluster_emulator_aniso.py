@@ -136,6 +136,7 @@ def _row_model(exact, row, tau, with_edge_factors):
     return model
 
 
+@pytest.mark.slow  # ~26 s of compilation; run by benchmarks/slow_checks.py
 def test_edge_factors_resolve_the_radially_anisotropic_edge():
     """At r >> ra the density turns from ~W^(g+1/2) / p^2 to W^(g+3/2) where W ~ 1 / p^2,
     within ~1e-4 rt of rt (ea.edge_log_factors). The version-6 table's worst draw: its own
