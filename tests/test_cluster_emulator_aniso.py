@@ -172,6 +172,11 @@ def test_rows_are_read_in_their_own_radial_coordinate():
             assert float(with_fine_ln_rt) > 2e-5
 
 
+def test_gridded_is_refused_with_a_message():
+    with pytest.raises(TypeError, match="isotropic emulated models"):
+        ea.emulate_aniso(5.0, 1.0, 5.0).gridded()
+
+
 def test_hermite_interpolant_is_exact_for_cubics_and_c1():
     x = np.linspace(-1.0, 2.0, 13)
     f = (0.3 * x**3 - x**2 + 2.0)[:, None]

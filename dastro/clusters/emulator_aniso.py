@@ -889,6 +889,13 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         the finer ln rt in tau, 1.2e-6 / 2.4e-7 with the rows')."""
         return (t - LN_R_IN) / (self.ln_rt_rows - LN_R_IN)
 
+    def gridded(self, n_grid: int = 128):
+        """Not available with anisotropy: the quintic grid of W and M(<r) (the isotropic
+        model's :meth:`EmulatedLoweredIsothermal.gridded`, used by the isotropic fits) holds
+        neither the plane-of-sky series nor the rows' own tau; evaluate this model directly."""
+        raise TypeError("gridded() is for isotropic emulated models; an anisotropic model "
+                        "evaluates its series directly (profiles, projected)")
+
     def _moments_model(self, x, w):
         p2 = x**2 * self.inv_ra2
         # W <= W0 <= 14: E_h by its power series instead of gammainc (moments._e)
