@@ -56,6 +56,7 @@ from dastro.inference.models import (
     _los_edge_map,
     _selection_log_norm,
     cluster_sites,
+    target_accept,
 )
 
 W0_TRUE, G_TRUE, M_TRUE, RH_TRUE = 6.0, 1.2, 1e5, 3.0
@@ -110,6 +111,7 @@ def _scaled_slices(factor):
 def _fit(data, config, var_names, run, seed=0):
     return run_nuts(star_model, data, config, var_names=var_names,
                     init_values=initial_values(data, config),
+                    target_accept=target_accept(config),
                     dense_mass=[cluster_sites(data, config)], chain_method="vectorized",
                     progress=False, seed=seed, **run)
 
@@ -619,6 +621,14 @@ def _check_contamination(m, run, names, seed=0):
     _assert_recovered(result, truth, names)
     _assert_healthy(result, ["f_field", "log10_M"], max_rhat=1.1, max_divergent=0.1)
     return result, data, is_field
+
+
+def test_contamination_fits_take_a_higher_target_acceptance():
+    """The field component's interior walls (docs/inference.md): smaller steps by default,
+    in the tests' fits (_fit) and the command's."""
+    plain = target_accept(FitConfig())
+    assert plain == 0.8
+    assert target_accept(FitConfig(contamination=True, field_radius=10.0)) > plain
 
 
 @pytest.mark.slow  # minutes of sampling; run by benchmarks/clusters_recovery.py

@@ -23,11 +23,13 @@ from dastro.inference.models import (
     initial_values,
     profile_model,
     star_model,
+    target_accept,
 )
 from dastro.inference.profiles import profile_log_likelihood, profiles_factor
 
 __all__ = [
     "MIN_STARS", "PROFILE_KINDS", "FitConfig", "FitResult", "Priors", "Profile", "StarData",
     "describe", "initial_values", "profile_log_likelihood", "profile_model", "profiles_factor",
-    "read_catalogue", "read_profiles", "run_nuts", "star_model", "write_catalogue",
+    "read_catalogue", "read_profiles", "run_nuts", "star_model", "target_accept",
+    "write_catalogue",
 ]

@@ -150,6 +150,7 @@ def run_fit_cluster(argv) -> int:
         cluster_sites,
         initial_values,
         star_model,
+        target_accept,
     )
 
     truth = None
@@ -182,6 +183,7 @@ def run_fit_cluster(argv) -> int:
         var_names.append("f_field")
     result = run_nuts(star_model, data, config, var_names=var_names, init_values=init,
                       dense_mass=[cluster_sites(data, config)],
+                      target_accept=target_accept(config),
                       num_warmup=args.warmup, num_samples=args.samples,
                       num_chains=args.chains, seed=args.seed, sampler=args.sampler,
                       progress=not args.no_progress)
