@@ -271,7 +271,8 @@ def exact_and_emulated():
 # node slopes at the axes' ends; version 9: the W series as a logarithm, read in the rows'
 # own tau) reaches every scalar to 7.6e-6 at worst (10^4 draws in its metadata), every profile
 # but Sigma to 9.8e-5 (p99 <= 1.8e-5), and Sigma to 1.1e-4 at its worst draw (W0 8.64, g 2.12,
-# ra 6.4e3 r0, where ln rt errs 2.7e-7, 100 times that in W at 0.99 rt), just above the
+# ra 6.4e3 r0, where ln rt errs 2.7e-7, 100 times that in W at 0.99 rt: g_fine's
+# interpolation in u, rough in v near isotropy; docs/clusters.md), just above the
 # issue's 1e-4 (issue 3). ACCURACY_PENDING states that target and fails until it is reached.
 ACCURACY_PENDING = pytest.mark.xfail(
     strict=True, reason="anisotropic emulator: Sigma up to 0.99 rt max 1.1e-4 (target 1e-4), "

@@ -109,7 +109,9 @@ reached by everything but Sigma at its worst draw (1.1e-4; rho 9.8e-5 there): W0
 g 2.12, ra 6.4e3 r0, the worst rt draw (2.7e-7, ~100 times that in W at 0.99 rt), in the first
 v cell of ln rt's finer grid (every ra from ~6e3 r0 to infinity; u = s / s_max(W0), in which
 g_fine is interpolated, from 0 to ~0.5): ln rt's error there jumps from 7e-9 at v = 0 to
-6.5e-7 within the cell (docs/clusters.md).
+6.5e-7 within the cell, as g_fine's interpolation errors in u (~1e-6) become structure at the
+fine grid's scale in v (its fourth differences there +-5e-6 against g_tab's 1e-7;
+docs/clusters.md).
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are finite differences of the node values (five-point central, six-point on the first and
