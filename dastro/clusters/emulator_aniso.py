@@ -150,6 +150,7 @@ from dastro.clusters.emulator import (
     _N_MOMENT_TERMS,
     G_MARGIN,
     LN_R_IN,
+    N_GRID,
     Q_SLOPE_AT_ZERO,
     R_IN,
     W0_MAX,
@@ -891,7 +892,7 @@ class EmulatedAnisotropic(EmulatedLoweredIsothermal):
         the finer ln rt in tau, 1.2e-6 / 2.4e-7 with the rows')."""
         return (t - LN_R_IN) / (self.ln_rt_rows - LN_R_IN)
 
-    def gridded(self, n_grid: int = 128):
+    def gridded(self, n_grid: int = N_GRID):
         """Not available with anisotropy: the quintic grid of W and M(<r) (the isotropic
         model's :meth:`EmulatedLoweredIsothermal.gridded`, used by the isotropic fits) holds
         neither the plane-of-sky series nor the rows' own tau; evaluate this model directly."""

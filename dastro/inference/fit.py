@@ -75,8 +75,13 @@ class FitResult(NamedTuple):
         return "\n".join(lines)
 
 
+#: NUTS target acceptance probability unless a model asks for another (numpyro's default).
+DEFAULT_TARGET_ACCEPT = 0.8
+
+
 def run_nuts(model, *args, var_names, init_values=None, num_warmup=1000, num_samples=1000,
-             num_chains=4, seed=0, sampler="numpyro", target_accept=0.8, max_tree_depth=(7, 10),
+             num_chains=4, seed=0, sampler="numpyro", target_accept=DEFAULT_TARGET_ACCEPT,
+             max_tree_depth=(7, 10),
              dense_mass=False, chain_method="auto", progress=True, **kwargs) -> FitResult:
     """Sample a numpyro model with NUTS.
 

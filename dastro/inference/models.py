@@ -78,6 +78,7 @@ from dastro.clusters.emulator_aniso import _emulate as _emulate_aniso
 from dastro.clusters.emulator_aniso import g_hi_aniso, load_aniso_table, ra_min
 from dastro.constants import K_PM
 from dastro.inference.data import StarData
+from dastro.inference.fit import DEFAULT_TARGET_ACCEPT
 
 __all__ = ["FitConfig", "Priors", "cluster_scale", "cluster_shape", "initial_values",
            "profile_model", "star_model", "target_accept"]
@@ -684,4 +685,4 @@ def target_accept(config: FitConfig = FitConfig()) -> float:
     had 29.5 % divergent transitions at 0.8 and at 0.95 5.5 % and 0.25 % (seeds 11 and 12,
     the test suite's XLA settings) but 39 % (seed 11, XLA's default optimisation): it helps,
     it does not cure the small fit."""
-    return TARGET_ACCEPT_CONTAMINATION if config.contamination else 0.8
+    return TARGET_ACCEPT_CONTAMINATION if config.contamination else DEFAULT_TARGET_ACCEPT
