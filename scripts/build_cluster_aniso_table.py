@@ -24,7 +24,7 @@ g_max table, the build time and the emulator's accuracy against the exact solver
 off-grid draws (emulator_aniso.measure_accuracy).
 
 Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] [--n-tau N]
-      [--check N] [--reuse-rows OLD.npz] [--workers N --cache DIR]
+      [--check N] [--reuse-rows OLD.npz] [--reuse-rt DIR] [--workers N --cache DIR]
       --workers solves in N processes (one per core), each x node's models cached in DIR, from
       which a stopped build resumes. Versions 5 and 6 (61 x 19 x 19) on the 2-core machine with
       --workers 2: rows 8.5 min (~35 ms per model), the ln rt grid 49 min (4.6 min at version
@@ -35,6 +35,10 @@ Run:  python scripts/build_cluster_aniso_table.py [--n-x N] [--n-q N] [--n-v N] 
       files, rt_*.npy, do not depend on the row layout; the rows' are named by it). Version 9
       reused version 8's rows, converting the W series to its logarithm, and its ln rt grid
       (--reuse-rows OLD.npz --cache DIR with version 8's cache): 52 s and the check.
+      Version 10 (box edge g_tab near isotropy, emulator_aniso._g_edge) reused version 9's
+      rows (the same models: the edge changed between the table's nodes only) and, with
+      --reuse-rt DIR (version 9's cache), its ln rt grid where the edge did not change; the
+      columns with v below the table's fourth v node solved again: 8 min + the check.
 """
 
 from __future__ import annotations
@@ -155,12 +159,29 @@ def _in_workers(fn, n_items: int, workers: int, cache, *args):
     return {}
 
 
-def _claim_cache(cache: Path, grid: dict):
-    """Record the grid and ln rt refinement that the cached files belong to (cache/grid.json),
-    or refuse a cache written for another: its files are named by node index only."""
+def _cache_key(grid: dict, edge: str | None = ea.G_EDGE) -> dict:
+    """What the cached models depend on: the grid, coordinate maps, g_tab and the box edge
+    (version 9's caches have no edge entry: g_fine was the edge)."""
     key = {name: np.asarray(nodes).tolist() for name, nodes in grid.items()}
     key |= {"rt_refinement": ea.RT_REFINEMENT, "w_map": ea.W_MAP, "v_map": ea.V_MAP,
             "g_tab": ea.G_TAB}
+    if edge is not None:
+        key["g_edge"] = edge
+    return key
+
+
+def _check_reused_rt(reuse: Path, grid: dict):
+    """A --reuse-rt directory must hold version 9's ln rt grid of this grid."""
+    path = Path(reuse) / "grid.json"
+    if not path.exists() or json.loads(path.read_text()) != _cache_key(grid, edge=None):
+        raise SystemExit(f"{reuse} is not a cache of version 9's ln rt grid on this grid "
+                         f"(see {path})")
+
+
+def _claim_cache(cache: Path, grid: dict):
+    """Record the grid and ln rt refinement that the cached files belong to (cache/grid.json),
+    or refuse a cache written for another: its files are named by node index only."""
+    key = _cache_key(grid)
     path = Path(cache) / "grid.json"
     if path.exists():
         if json.loads(path.read_text()) != key:
@@ -211,8 +232,14 @@ def _reused_rows(path: Path, grid: dict, iso, g_nodes):
     return full, source
 
 
-def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, cache):
-    """Rows i_fine (fine x indices) of :func:`_rt_residuals`, cached like _exact_rows_at."""
+def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, reuse,
+                     cache):
+    """Rows i_fine (fine x indices) of :func:`_rt_residuals`, cached like _exact_rows_at.
+
+    reuse: a cache directory of version 9's ln rt grid (rt_*.npy), or None. Version 9's box
+    edge was g_fine everywhere (version 10's is g_tab near isotropy, ea._g_edge): a column
+    (fixed x, v) whose g at every q node is within 1e-13 of version 9's (every column with
+    edge_blend = 1, and the table's own v nodes) is copied from there, the others solved."""
     iso = emu.load_table()  # in this process (a worker loads its own)
     x_fine = np.linspace(x_nodes[0], x_nodes[-1], k * (len(x_nodes) - 1) + 1)
     q_fine = jnp.asarray(ea.q_from_w(np.linspace(0.0, 1.0, k * (n_q - 1) + 1)))
@@ -221,12 +248,18 @@ def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, c
             ea._uniform_axis("v", np.linspace(0.0, 1.0, n_v)))
 
     @jax.jit
-    def column(x, v):
-        w0 = x**2
-        ra = ea.ra_from_v(w0, v)
+    def column_g(x, v):
+        """g at the q nodes of column (x, v): this version's and version 9's."""
         gf = ea._g_max_table_node(x, v)
         g_tab = ea._g_tab(jnp.asarray(g_max_nodes), axes, x, v)
-        g = emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, gf))
+        edge = ea._g_edge(g_tab, gf, v, axes[2])
+        return (emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, edge)),
+                emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, gf)))
+
+    @jax.jit
+    def column(x, v, g):
+        w0 = x**2
+        ra = ea.ra_from_v(w0, v)
         models = jax.vmap(lambda gg: _solve(w0, gg, ra, 1e-12, 1e-14))(g)
         companion = jax.vmap(lambda gg: ea.isotropic_companion(iso, w0, gg)[1][0])(g)
         return models.ln_rt - companion, models.valid & jnp.isfinite(models.ln_rt)
@@ -236,9 +269,14 @@ def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, c
         path = None if cache is None else Path(cache) / f"rt_{i:03d}.npy"
         if path is not None and path.exists():
             continue
+        old = None if reuse is None else np.load(Path(reuse) / f"rt_{i:03d}.npy")
         plane = np.zeros((len(q_fine), len(v_fine)))
         for j, v in enumerate(v_fine):
-            res, ok = column(jnp.asarray(x_fine[i]), jnp.asarray(v))
+            g, g_v9 = column_g(jnp.asarray(x_fine[i]), jnp.asarray(v))
+            if old is not None and np.allclose(g, g_v9, rtol=0.0, atol=1e-13):
+                plane[:, j] = old[:, j]
+                continue
+            res, ok = column(jnp.asarray(x_fine[i]), jnp.asarray(v), g)
             if not bool(jnp.all(ok)):
                 raise RuntimeError(f"invalid model on the ln rt grid at W0={x_fine[i]**2}, "
                                    f"v={v}")
@@ -250,20 +288,21 @@ def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, c
     return out
 
 
-def _rt_residuals(x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, workers=1, cache=None):
+def _rt_residuals(x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, workers=1, cache=None,
+                  reuse=None):
     """Exact ln rt minus the companion's on the grid k times finer than (x_nodes, n_q, n_v),
     at g = g_from_q(q, ea._g_max_ref(...)) as in the emulator (k = 4: 73 x 73 models per
     fine x node, ~24 s each per worker; 49 min for 241 nodes with two workers)."""
     n_fine = k * (len(x_nodes) - 1) + 1
     done = _in_workers(_rt_residuals_at, n_fine, workers, cache, x_nodes, n_q, n_v,
-                       g_max_nodes, k)
+                       g_max_nodes, k, reuse)
     return np.stack([done[i] if i in done else np.load(Path(cache) / f"rt_{i:03d}.npy")
                      for i in range(n_fine)])
 
 
 def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
           out: Path = OUT, dtype: str = "float32", reuse_rows: Path | None = None,
-          workers: int = 1, cache: Path | None = None):
+          workers: int = 1, cache: Path | None = None, reuse_rt: Path | None = None):
     t_start = time.time()
     x_nodes = np.linspace(np.sqrt(emu.W0_MIN), np.sqrt(emu.W0_MAX), n_x)
     w_nodes = np.linspace(0.0, 1.0, n_q)
@@ -286,12 +325,16 @@ def build(n_x: int, n_q: int, n_v: int, n_tau: int, n_check: int, seed: int = 0,
     else:
         f = _exact_rows(x_nodes, q_nodes, v_nodes, g_fine, tau_nodes, workers, cache)
     f = (f - _companion_rows(iso, x_nodes, g_nodes, tau_nodes)).astype(dtype)
-    rt_fine = _rt_residuals(x_nodes, n_q, n_v, g_fine, ea.RT_REFINEMENT, workers, cache)
+    if reuse_rt is not None:
+        _check_reused_rt(reuse_rt, grid)
+    rt_fine = _rt_residuals(x_nodes, n_q, n_v, g_fine, ea.RT_REFINEMENT, workers, cache,
+                            reuse_rt)
     arrays = {**grid, "f": f, "rt_fine": rt_fine}
     meta = ea.make_metadata(arrays, n_tau=n_tau, build_seconds=round(time.time() - t_start),
                             g_range=[float(g_nodes.min()), float(g_nodes.max())],
                             finite=bool(np.all(np.isfinite(f)) and np.all(np.isfinite(rt_fine))),
-                            reused_rows_from=source)
+                            reused_rows_from=source,
+                            reused_rt_from=None if reuse_rt is None else "version 9's cache")
     ea.save_npz(out, arrays, meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {time.time() - t_start:.0f} s)")
     if n_check:
@@ -338,6 +381,9 @@ def main():
     parser.add_argument("--cache", type=Path, default=None,
                         help="directory for the solved models, one file per x node: a "
                              "build stopped part way resumes from it (needed with --workers)")
+    parser.add_argument("--reuse-rt", type=Path, default=None,
+                        help="a cache directory of version 9's ln rt grid: its columns where "
+                             "the box edge did not change are copied, the rest solved")
     parser.add_argument("--check-only", action="store_true",
                         help="only measure the accuracy of an existing table and store it")
     args = parser.parse_args()
@@ -346,7 +392,7 @@ def main():
         return
     build(args.n_x, args.n_q, args.n_v, args.n_tau, args.check, out=args.out,
           dtype=args.dtype, reuse_rows=args.reuse_rows, workers=args.workers,
-          cache=args.cache)
+          cache=args.cache, reuse_rt=args.reuse_rt)
 
 
 if __name__ == "__main__":

@@ -91,27 +91,29 @@ anisotropic within one or two v cells (along v at a node of x and w, W0 = 12.9, 
 1.8e-3 between v nodes); the v of ra of version 3 spreads that turn. The 19 nodes in w (15
 before) brought the error along w near q = 1 (x and v at nodes, W0 = 12.9, u = 0.97) from
 1.7e-4 to 5.1e-5 per cell, as h^4 predicts.
-Accuracy (table metadata, 10^4 draws, median / p99 / max; version 9): rt 5.5e-10 / 1.8e-8 /
-2.7e-7 (version 7, with the C1 g_tab: 5.9e-10 / 1.4e-7 / 1.4e-6; version 5: 2.9e-9 / 1.5e-6 /
-1.4e-5), every scalar max <= 7.6e-6, mc <= 2.4e-5, phi to 0.99 rt 2.2e-7 / 3.7e-6 / 2.7e-5
-(version 8: 2.5e-7 / 1.7e-5 / 8.5e-5; version 5: 4.8e-7 / 1.6e-4 / 1.2e-3), every
-mean-square velocity, intrinsic and projected, max <= 6.3e-5 (version 6: up to 1.2e-3,
-without the edge factors), rho 6.2e-7 / 1.4e-5 / 9.8e-5 (version 8: 2.5e-4, version 6:
-4.5e-4), Sigma 1.3e-6 / 1.0e-5 / 1.1e-4 (version 8: 2.9e-4, version 6: 1.1e-3; 96 Chebyshev
-nodes in tau since the second version-5 build: with 64 the worst draw's own row erred 2e-2 at
-0.99 rt). Version 9's two changes: the W series is a logarithm (version 8's worst draws, W0
-2.84, g 2.23, ra 1.17 r0 and W0 7.30, g 1.45, ra 8.49 r0, next to ra_min and the g_max edge,
-had W wrong by a constant 7.5e-5 / 8.5e-5 beyond ~0.3 rt while G M(<r) was right to 1e-6:
-outside the mass W / (1 - r / rt) = G M / r, whose value at fixed tau changes like rt^-tau
-across the table's cells, its logarithm linearly in ln rt; 1.6e-6 / 1.5e-6 now), and the
-rows are read in their own tau (:meth:`EmulatedAnisotropic._tau`). The issue's 1e-4 is
-reached by everything but Sigma at its worst draw (1.1e-4; rho 9.8e-5 there): W0 8.64,
-g 2.12, ra 6.4e3 r0, the worst rt draw (2.7e-7, ~100 times that in W at 0.99 rt), in the first
-v cell of ln rt's finer grid (every ra from ~6e3 r0 to infinity; u = s / s_max(W0), in which
-g_fine is interpolated, from 0 to ~0.5): ln rt's error there jumps from 7e-9 at v = 0 to
-6.5e-7 within the cell, as g_fine's interpolation errors in u (~1e-6) become structure at the
-fine grid's scale in v (its fourth differences there +-5e-6 against g_tab's 1e-7;
-docs/clusters.md).
+Accuracy (table metadata, 10^4 draws, median / p99 / max; version 10): rt 5.5e-10 / 1.8e-8 /
+1.8e-7 (version 9: max 2.7e-7; version 7, with the C1 g_tab: 5.9e-10 / 1.4e-7 / 1.4e-6;
+version 5: 2.9e-9 / 1.5e-6 / 1.4e-5), every scalar max <= 7.6e-6, mc <= 2.4e-5, phi to 0.99
+rt 2.1e-7 / 3.7e-6 / 1.8e-5 (version 8: 2.5e-7 / 1.7e-5 / 8.5e-5; version 5: 4.8e-7 /
+1.6e-4 / 1.2e-3), every mean-square velocity, intrinsic and projected, max <= 6.3e-5
+(version 6: up to 1.2e-3, without the edge factors), rho 6.2e-7 / 1.4e-5 / 6.4e-5 (version 9:
+9.8e-5, version 8: 2.5e-4, version 6: 4.5e-4), Sigma 1.3e-6 / 9.9e-6 / 7.2e-5 (version 9:
+1.1e-4, version 8: 2.9e-4, version 6: 1.1e-3; 96 Chebyshev nodes in tau since the second
+version-5 build: with 64 the worst draw's own row erred 2e-2 at 0.99 rt): issue 3's 1e-4 for
+every quantity at every draw. Version 9's two changes: the W series is a logarithm (version
+8's worst draws, W0 2.84, g 2.23, ra 1.17 r0 and W0 7.30, g 1.45, ra 8.49 r0, next to ra_min
+and the g_max edge, had W wrong by a constant 7.5e-5 / 8.5e-5 beyond ~0.3 rt while G M(<r)
+was right to 1e-6: outside the mass W / (1 - r / rt) = G M / r, whose value at fixed tau
+changes like rt^-tau across the table's cells, its logarithm linearly in ln rt; 1.6e-6 /
+1.5e-6 now), and the rows are read in their own tau (:meth:`EmulatedAnisotropic._tau`).
+Version 10's two (the same rows; ln rt's grid solved again where the edge changed): near
+isotropy the box edge is g_tab (:func:`_g_edge`: version 9's worst draw, W0 8.64, g 2.12, ra
+6.4e3 r0, sat in the first v cell of ln rt's finer grid, which holds u = s / s_max from 0 to
+~0.5, where g_fine's interpolation errors in u became structure at that grid's scale in v),
+and ln rt is read where its nodes' own interpolated g is the model's (:func:`_w_at_model_g`:
+the next worst draw, W0 9.48, g 2.22, ra 994 r0, in the blend of the two edges, had ln rt off
+by 2.8e-7 with errors alternating in sign along x from one fine cell to the next). ln rt's
+worst is now 1.8e-7 at W0 7.98, g 2.00, ra 98 r0, where the edge is g_fine.
 
 Interpolation. Along (x, w, v) a tensor-product cubic Hermite interpolant whose node slopes
 are finite differences of the node values (five-point central, six-point on the first and
@@ -181,6 +183,7 @@ __all__ = ["AnisoTable", "EmulatedAnisotropic", "aniso_scale", "emulate_aniso", 
 
 TABLE_NAME = "limepy_aniso_table.npz"
 #: Layout version of the table; bump when pack/unpack or the grid definition change.
+#: 10: near isotropy the box edge is g_tab (_g_edge; the ln rt grid solved again there);
 #: 9: the W series is ln(W / (1 - r/rt)), its residual a ratio to the companion (pack);
 #: 8: g_tab, which defines q between the nodes, is C2 (_g_tab; the ln rt grid solved again);
 #: 7: the projected series are divided by their edge factors (edge_log_factors); 6: ln rt's
@@ -188,7 +191,7 @@ TABLE_NAME = "limepy_aniso_table.npz"
 #: of q (emulator.q_from_w); 4: rows are residuals against the isotropic companion
 #: (isotropic_companion), and ln rt has its own finer grid; 3: the table's v coordinate is
 #: v_from_ra (the scale R(W0)); 2: it was v_from_u (s / s_max).
-TABLE_VERSION = 9
+TABLE_VERSION = 10
 #: ln rt (its residual) is tabulated on a grid this many times finer along x, w and v than the
 #: rows: near rt a relative error e of rt is one of ~e rt / (rt - r) in W (100 e at 0.99 rt).
 RT_REFINEMENT = 4
@@ -197,6 +200,9 @@ RT_REFINEMENT = 4
 NODE_SLOPES = "finite differences: 5-point central, 6-point on the first and last two nodes"
 #: The interpolant of g_max between the table's nodes in the q coordinate (:func:`_g_tab`).
 G_TAB = "C2 quintic Hermite through g_fine at the table's (x, v) nodes (version 8)"
+#: The box edge g_max(W0, ra) between the table's nodes (:func:`_g_edge`).
+G_EDGE = ("g_tab up to the table's second v node, blended into g_fine by a C2 smoothstep up "
+          "to its fourth (version 10)")
 G_MAX_TABLE_NAME = "g_max_aniso.npz"
 G_MAX_TABLE_VERSION = 3
 #: The box in s stops where g_max(W0, s) has fallen to about this value: closer to the cliff
@@ -647,17 +653,23 @@ def _g_max_u(W0, u):
     return _g_max_xv(x_from_w0(W0), v_from_u(u))
 
 
-def g_max_aniso(W0, ra) -> jax.Array:
-    """g_max(W0, ra) inside the box (C2 quintic interpolation of the tabulated edge of the
-    finite family, rt < 1e6 r0; ra = inf isotropic)."""
+def g_max_aniso(W0, ra, table: AnisoTable | None = None) -> jax.Array:
+    """g_max(W0, ra) inside the box: the emulator's edge of the finite family (rt < 1e6 r0;
+    ra = inf isotropic), a C2 quintic interpolant of the g_max table, near isotropy of its
+    values at the emulator table's nodes (:func:`_g_edge`; ``table`` default: the shipped
+    one, of which only the node values and grid are read)."""
+    table = load_aniso_table() if table is None else table
     W0 = jnp.clip(jnp.asarray(W0, float), W0_MIN, W0_MAX)
     u = jnp.clip(s_from_ra(ra) / s_max(W0), 0.0, 1.0)
-    return _g_max_u(W0, u)
+    x = x_from_w0(W0)
+    v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
+    g_tab = _g_tab(table.g_max_nodes, table.axes, x, v)
+    return _g_edge(g_tab, _g_max_u(W0, u), v, table.axes[2])
 
 
-def g_hi_aniso(W0, ra) -> jax.Array:
+def g_hi_aniso(W0, ra, table: AnisoTable | None = None) -> jax.Array:
     """Upper edge of the box in g at (W0, ra): g_max(W0, ra) - 0.05."""
-    return g_max_aniso(W0, ra) - G_MARGIN
+    return g_max_aniso(W0, ra, table) - G_MARGIN
 
 
 # ----------------------------------------------------------------------------- packing
@@ -731,6 +743,7 @@ class AnisoTable(eqx.Module):
     rt_fine: jax.Array  # residual of ln rt on the grid RT_REFINEMENT times finer
     tau_nodes: jax.Array
     g_max_nodes: jax.Array  # g_fine at the table's (x, v) nodes (for :func:`_g_max_ref`)
+    g_rt_nodes: jax.Array  # g of the models at rt_fine's nodes (:func:`_w_at_model_g`)
     iso: EmulatorTable
     axes: tuple = eqx.field(static=True)  # (x0, h, n) for x = sqrt(W0), w (of q), v
     rt_axes: tuple = eqx.field(static=True)  # the same for rt_fine
@@ -790,6 +803,7 @@ def make_metadata(arrays: dict, **extra) -> dict:
         "dtype": str(np.asarray(arrays["f"]).dtype),
         "sha256": array_hash(arrays),
         "g_max_sha256": _g_max_table().sha256,
+        "g_edge": G_EDGE,
         "made_by": "scripts/build_cluster_aniso_table.py",
         "w_map": W_MAP,
         "rows": "model minus isotropic_companion (same W0, g)",
@@ -854,8 +868,26 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
         rt_fine=jnp.asarray(arrays["rt_fine"], float),
         tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
         g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), iso=iso, axes=axes,
+        g_rt_nodes=_model_g_grid(jnp.asarray(g_nodes.reshape(xv[0].shape)), axes, rt_axes),
         rt_axes=rt_axes, n_tau=n_tau, meta=json.dumps(meta),
     )
+
+
+def _model_g_grid(g_max_nodes, axes, rt_axes) -> jax.Array:
+    """g of the models at the nodes of ln rt's finer grid, (nx, nw, nv) on rt_axes: g_from_q(q,
+    _g_max_ref(g_tab, q, _g_edge(...))), as scripts/build_cluster_aniso_table.py solved them."""
+    (x0, hx, nx), (w0, hw, nw), (v0, hv, nv) = rt_axes
+    with jax.ensure_compile_time_eval():  # the first load may come inside a trace
+        x = jnp.asarray(x0 + hx * np.arange(nx))
+        v = jnp.asarray(v0 + hv * np.arange(nv))
+
+        def edge(xx, vv):
+            g_tab = _g_tab(g_max_nodes, axes, xx, vv)
+            return g_tab, _g_edge(g_tab, _g_max_table_node(xx, vv), vv, axes[2])
+
+        g_tab, g_edge = jax.vmap(jax.vmap(edge, (None, 0)), (0, None))(x, v)
+        q = q_from_w(jnp.asarray(w0 + hw * np.arange(nw)))[None, :, None]
+        return g_from_q(q, _g_max_ref(g_tab[:, None, :], q, g_edge[:, None, :]))
 
 
 def _g_max_table_node(x, v):
@@ -950,6 +982,53 @@ def _g_tab(g_max_nodes, axes, x, v):
                       weights_fn=quintic_weights)[0]
 
 
+def edge_blend(v, v_axis):
+    """Weight of g_fine in the box edge (:func:`_g_edge`) at the table coordinate v: 0 up to
+    the table's second v node, a C2 smoothstep t^3 (10 - 15 t + 6 t^2) up to its fourth, 1
+    beyond (v_axis: the table's (v0, h, n) along v)."""
+    v0, h, _ = v_axis
+    t = jnp.clip((v - (v0 + h)) / (2.0 * h), 0.0, 1.0)
+    return t**3 * (10.0 - 15.0 * t + 6.0 * t * t)
+
+
+def _g_edge(g_tab, g_fine, v, v_axis):
+    """The box edge g_max(W0, ra) at table coordinate v: g_tab + edge_blend(v) (g_fine - g_tab).
+
+    Near isotropy (the table's first v cell holds every ra from ~1e3 - 1e4 r0 to infinity,
+    u = s / s_max from 0 to ~0.5, and the first cell of ln rt's finer grid u up to ~0.5 alone)
+    g_fine, interpolated in the g_max table's u, carries its ~1e-6 interpolation errors into
+    v at the scale of ln rt's finer grid (its fourth differences along v there +-5e-6, against
+    g_tab's 1e-7), which the models' ln rt inherited about 20 times amplified at q ~ 1 and the
+    finer grid could not follow (version 9's worst rt draw, W0 8.64, g 2.12, ra 6.4e3 r0: ln rt
+    off by 2.7e-7, Sigma by 1.1e-4 at 0.99 rt). There g_max is flat to ~1e-6 and g_tab, smooth
+    on the table's scale, is the edge; both agree at every table node, so the rows are the
+    same models (since version 10; the ln rt grid solved again where they differ). At that
+    draw ln rt's error fell from 2.7e-7 to 2.1e-8 (local re-solve, design study)."""
+    return g_tab + edge_blend(v, v_axis) * (g_fine - g_tab)
+
+
+def _w_at_model_g(table, x, w, v, g):
+    """The w at which ln rt's finer grid is read: one Newton step from the model's w to where
+    the interpolant of the nodes' own g (table.g_rt_nodes, on the same grid) equals the
+    model's g, weighted by 1 - edge_blend(v), i.e. where the edge is g_tab.
+
+    ln rt, near q = 1 about 20 times as sensitive to the g_max that defines q as to g itself,
+    is a smooth function of (x, g, v); its grid's nodes lie on a g surface of their own, and
+    read at the model's q the interpolant also carries that surface's structure between the
+    nodes (g_tab's, a quintic on the rows' coarser grid: along x at W0 = 9.5, q = 0.997, ln
+    rt's error alternated in sign from one fine cell to the next, up to 5e-7, zero at the
+    nodes). Read where the interpolated nodes' g is the model's g, the grid interpolates ln rt
+    along a smooth surface of g and the step adds its change to first order. Where the edge
+    is g_fine (edge_blend = 1), whose values on the finer grid's nodes are themselves rough
+    (its own table's nodes are two fine cells apart in x), the step did not help (10^4 draws
+    of ln rt: p99 1.8e-8 -> 3.2e-8 with the step everywhere; weighted: p99 1.8e-8, max
+    2.8e-7 -> 1.8e-7)."""
+    g_i, dg_dw = jax.jvp(
+        lambda ww: _interp_nd(table.g_rt_nodes[..., None], table.rt_axes, (x, ww, v))[0],
+        (w,), (jnp.ones_like(w),))
+    return w + (1.0 - edge_blend(v, table.axes[2])) * (g - g_i) / dg_dw
+
+
 def _g_max_ref(g_tab, q, g_fine):
     """The g_max that defines the q coordinate at (x, v, q): g_tab + q^BLEND_POWER (g_fine -
     g_tab), where g_fine is the accurate g_max (:func:`_g_max_xv`, the box edge) and g_tab
@@ -981,18 +1060,20 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     ra_ok = (ra > 0) & (s >= 0) & (u <= 1.0)  # False for NaN
     u_in = jnp.where(ra_ok, jnp.clip(u, 0.0, 1.0), 0.0)
     x_in = x_from_w0(w_in)
-    # g_max on its own grid (old v of u); the table in its v of ra (v_from_ra)
-    gm = _g_max_xv(x_in, v_from_u(u_in))
     ra_in = jnp.where(ra_ok, ra, jnp.inf)
     v_in = jnp.clip(v_from_ra(w_in, ra_in), 0.0, 1.0)
+    # g_fine on the g_max table's own grid (old v of u); the table in its v of ra (v_from_ra)
+    g_tab = _g_tab(table.g_max_nodes, table.axes, x_in, v_in)
+    gm = _g_edge(g_tab, _g_max_xv(x_in, v_from_u(u_in)), v_in, table.axes[2])
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
-    q_in = _q_of_g(_g_tab(table.g_max_nodes, table.axes, x_in, v_in), g_in, gm)
+    q_in = _q_of_g(g_tab, g_in, gm)
     point = (x_in, w_from_q(q_in), v_in)
     series, scalars = unpack(_interp_stack(table.stack, table.axes, *point), table.n_tau)
     # ln rt from its finer grid (the rows' own, coarser ln rt residual is not used)
-    ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, point)[0]
+    w_rt = _w_at_model_g(table, x_in, point[1], v_in, g_in)
+    ln_rt = _interp_nd(table.rt_fine[..., None], table.rt_axes, (x_in, w_rt, v_in))[0]
     iso_coef, iso_scalars = isotropic_companion(table.iso, w_in, g_in)
     # the W series is ln(W / (1 - r/rt)) minus the companion's (pack): back to W / (1 - r/rt)
     # at the nodes, the companion's values times exp(residual), before the transform
@@ -1059,7 +1140,7 @@ def emulate_aniso(W0, g=1.0, ra=None, *, table: AnisoTable | None = None):
                 f"ra = {float(ra):g} is outside the emulator box at W0 = {float(W0):g}: ra must "
                 f"be >= ra_min(W0) = {float(ra_min(W0)):.6g} r0 (more anisotropic models are "
                 f"finite only for g < ~{G_FLOOR}, or not at all); use dastro.clusters.solve")
-        edge = float(g_hi_aniso(W0, ra))
+        edge = float(g_hi_aniso(W0, ra, table))
         raise ValueError(f"g = {float(g):g} is outside the emulator box at W0 = {float(W0):g}, "
                          f"ra = {float(ra):g}: g must be <= g_max(W0, ra) - {G_MARGIN} = "
                          f"{edge:.6f}; use dastro.clusters.solve near g_max")
@@ -1069,15 +1150,16 @@ def emulate_aniso(W0, g=1.0, ra=None, *, table: AnisoTable | None = None):
 # ----------------------------------------------------------------------------- accuracy
 
 
-def random_parameters(n: int, seed: int = 0):
+def random_parameters(n: int, seed: int = 0, table: AnisoTable | None = None):
     """n random models in the box: W0 ~ U(0.5, 14), u = s / s_max(W0) ~ U(0, 1) (so ra from
     ra_min(W0) to nearly isotropic), g ~ U(0, g_max(W0, ra) - 0.05)."""
+    table = load_aniso_table() if table is None else table
     rng = np.random.default_rng(seed)
     W0 = rng.uniform(W0_MIN, W0_MAX, n)
     s = rng.uniform(0.0, 1.0, n) * np.asarray(s_max(jnp.asarray(W0)))
     ra = np.array([ra_from_s_np(v) for v in s])
-    g = rng.uniform(0.0, 1.0, n) * np.asarray(jax.vmap(g_hi_aniso)(jnp.asarray(W0),
-                                                                  jnp.asarray(ra)))
+    g = rng.uniform(0.0, 1.0, n) * np.asarray(jax.vmap(lambda w, r: g_hi_aniso(w, r, table))(
+        jnp.asarray(W0), jnp.asarray(ra)))
     return W0, g, ra
 
 
@@ -1099,7 +1181,7 @@ def measure_accuracy(n: int, *, seed: int = 0, table: AnisoTable | None = None,
     from dastro.clusters.solver import _solve
 
     table = load_aniso_table() if table is None else table
-    W0, g, ra = random_parameters(n, seed)
+    W0, g, ra = random_parameters(n, seed, table)
     frac = np.concatenate([np.geomspace(1e-3, 0.99, 36), [0.993, 0.996, 0.999, 0.9999]])
     frac_p = np.concatenate([[0.0], np.geomspace(1e-3, 0.99, 17), [0.995, 0.999]])
 
@@ -1149,5 +1231,6 @@ def g_from_q_u(q, W0, u, table: AnisoTable | None = None):
     ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
     v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
     q = jnp.asarray(q, float)
-    return g_from_q(q, _g_max_ref(_g_tab(table.g_max_nodes, table.axes, x, v), q,
-                                  _g_max_xv(x, v_from_u(u))))
+    g_tab = _g_tab(table.g_max_nodes, table.axes, x, v)
+    g_edge = _g_edge(g_tab, _g_max_xv(x, v_from_u(u)), v, table.axes[2])
+    return g_from_q(q, _g_max_ref(g_tab, q, g_edge))
