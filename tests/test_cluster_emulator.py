@@ -578,3 +578,22 @@ def test_table_of_another_w0_grid_map_is_refused(tmp_path):
     emu.save_table(bad, arrays, meta)
     with pytest.raises(ValueError, match="grid maps"):
         emu.load_table(bad)
+
+
+def test_spline_slopes_are_interpaxs_clamped_cubic_spline():
+    # the load-time knot slopes (numpy, emulator._spline_slope_matrix) against interpax's
+    # CubicSpline with the same end slopes, along either axis
+    import interpax
+
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.3, 2.0, 23)
+    f = rng.normal(size=(23, 17)) + np.sin(3.0 * x)[:, None]
+    c = emu._end_slope_weights(emu.END_POINTS)
+    for axis, nodes in ((0, x), (1, np.linspace(-1.0, 1.0, 17))):
+        g = np.moveaxis(f, axis, 0)
+        h = nodes[1] - nodes[0]
+        first, last = c @ g[: emu.END_POINTS], c @ g[::-1][: emu.END_POINTS]
+        ref = interpax.CubicSpline(nodes, g, axis=0, bc_type=((1, first / h), (1, -last / h)))
+        np.testing.assert_allclose(emu._spline_slopes(nodes, f, axis),
+                                   np.moveaxis(np.asarray(ref(nodes, 1)), 0, axis),
+                                   rtol=0, atol=1e-11)

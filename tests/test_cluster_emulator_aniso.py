@@ -504,25 +504,22 @@ def test_box_edge_is_smooth_near_isotropy():
     # Near isotropy the edge is g_tab, smooth on the table's scale (ea._g_edge). At W0 8.64
     # g_fine's fourth differences on ln rt's finer grid along v were -6e-6 in the first
     # cell (g_tab's ~1e-7), and version 9's worst rt draw sat there (ln rt 2.7e-7 off).
-    (v0, h, _) = TABLE.axes[2]
-    v = jnp.asarray(v0 + h / ea.RT_REFINEMENT * np.arange(13))  # ln rt's fine nodes
+    (x0, hx, _), _, (v0, h, _) = TABLE.axes
+    edges = jax.jit(jax.vmap(lambda w, vv: jnp.stack([
+        ea.g_max_aniso(w, ea.ra_from_v(w, vv), TABLE), _g_fine(w, vv)])))
+    v = v0 + h / ea.RT_REFINEMENT * np.arange(8)  # ln rt's fine nodes
     for W0 in (3.0, 8.64, 11.0):
-        edge = np.asarray(jax.vmap(lambda vv, w=W0: ea.g_max_aniso(
-            w, ea.ra_from_v(w, vv), TABLE))(v))
-        assert np.max(np.abs(np.diff(edge[:8], 4))) < 1.5e-6, W0
+        edge, fine = np.asarray(edges(jnp.full(8, W0), jnp.asarray(v))).T
+        assert np.max(np.abs(np.diff(edge, 4))) < 1.5e-6, W0
         if W0 == 8.64:  # the same measure fails for g_fine
-            fine = np.asarray(jax.vmap(lambda vv: _g_fine(8.64, vv))(v))
-            assert np.max(np.abs(np.diff(fine[:8], 4))) > 4e-6
+            assert np.max(np.abs(np.diff(fine, 4))) > 4e-6
     # the same models at the table's nodes, and g_fine from the table's fourth v node on
-    x_nodes = TABLE.axes[0][0] + TABLE.axes[0][1] * np.array([20, 45])
-    for x in x_nodes:
-        W0 = float(x) ** 2
-        for v_node in v0 + h * np.array([0, 1, 2, 3, 5]):
-            ra = ea.ra_from_v(W0, v_node)
-            assert float(ea.g_max_aniso(W0, ra, TABLE)) == pytest.approx(
-                float(_g_fine(W0, v_node)), abs=1e-12)
-    assert float(ea.g_max_aniso(8.64, ea.ra_from_v(8.64, v0 + 3.5 * h), TABLE)) == (
-        pytest.approx(float(_g_fine(8.64, v0 + 3.5 * h)), abs=1e-14))
+    W0 = np.repeat((x0 + hx * np.array([20, 45])) ** 2, 5)
+    v_node = np.tile(v0 + h * np.array([0, 1, 2, 3, 5]), 2)
+    edge, fine = np.asarray(edges(jnp.asarray(W0), jnp.asarray(v_node))).T
+    np.testing.assert_allclose(edge, fine, rtol=0, atol=1e-12)
+    edge, fine = np.asarray(edges(jnp.full(1, 8.64), jnp.full(1, v0 + 3.5 * h))).T
+    np.testing.assert_allclose(edge, fine, rtol=0, atol=1e-14)
 
 
 def test_g_beyond_the_box_is_rejected_and_flagged_under_jit():

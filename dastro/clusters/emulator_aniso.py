@@ -857,8 +857,11 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
         raise error("its W0 nodes do not span the box")
     xv = np.meshgrid(arrays["x_nodes"], arrays["v_nodes"], indexing="ij")
     # g_fine at the table's nodes: the g_max table has its own (x, old v) grid
-    g_nodes = np.asarray(jax.vmap(_g_max_table_node)(jnp.asarray(xv[0].ravel()),
-                                                     jnp.asarray(xv[1].ravel())))
+    # jitted, not op by op (that took 5 s and 12 s)
+    g_nodes = np.asarray(jax.jit(jax.vmap(_g_max_table_node))(
+        jnp.asarray(xv[0].ravel()), jnp.asarray(xv[1].ravel())))
+    g_rt_nodes = np.asarray(_model_g_grid(jnp.asarray(g_nodes.reshape(xv[0].shape)), axes,
+                                          rt_axes))
     node_matrix = np.polynomial.chebyshev.chebvander(2.0 * arrays["tau_nodes"] - 1.0,
                                                      iso.n_tau - 1).T
     return AnisoTable(
@@ -868,26 +871,26 @@ def load_aniso_table(path: str | Path | None = None) -> AnisoTable:
         rt_fine=jnp.asarray(arrays["rt_fine"], float),
         tau_nodes=jnp.asarray(arrays["tau_nodes"], float),
         g_max_nodes=jnp.asarray(g_nodes.reshape(xv[0].shape)), iso=iso, axes=axes,
-        g_rt_nodes=_model_g_grid(jnp.asarray(g_nodes.reshape(xv[0].shape)), axes, rt_axes),
+        g_rt_nodes=jnp.asarray(g_rt_nodes),
         rt_axes=rt_axes, n_tau=n_tau, meta=json.dumps(meta),
     )
 
 
+@functools.partial(jax.jit, static_argnames=("axes", "rt_axes"))
 def _model_g_grid(g_max_nodes, axes, rt_axes) -> jax.Array:
     """g of the models at the nodes of ln rt's finer grid, (nx, nw, nv) on rt_axes: g_from_q(q,
     _g_max_ref(g_tab, q, _g_edge(...))), as scripts/build_cluster_aniso_table.py solved them."""
     (x0, hx, nx), (w0, hw, nw), (v0, hv, nv) = rt_axes
-    with jax.ensure_compile_time_eval():  # the first load may come inside a trace
-        x = jnp.asarray(x0 + hx * np.arange(nx))
-        v = jnp.asarray(v0 + hv * np.arange(nv))
+    x = jnp.asarray(x0 + hx * np.arange(nx))
+    v = jnp.asarray(v0 + hv * np.arange(nv))
 
-        def edge(xx, vv):
-            g_tab = _g_tab(g_max_nodes, axes, xx, vv)
-            return g_tab, _g_edge(g_tab, _g_max_table_node(xx, vv), vv, axes[2])
+    def edge(xx, vv):
+        g_tab = _g_tab(g_max_nodes, axes, xx, vv)
+        return g_tab, _g_edge(g_tab, _g_max_table_node(xx, vv), vv, axes[2])
 
-        g_tab, g_edge = jax.vmap(jax.vmap(edge, (None, 0)), (0, None))(x, v)
-        q = q_from_w(jnp.asarray(w0 + hw * np.arange(nw)))[None, :, None]
-        return g_from_q(q, _g_max_ref(g_tab[:, None, :], q, g_edge[:, None, :]))
+    g_tab, g_edge = jax.vmap(jax.vmap(edge, (None, 0)), (0, None))(x, v)
+    q = q_from_w(jnp.asarray(w0 + hw * np.arange(nw)))[None, :, None]
+    return g_from_q(q, _g_max_ref(g_tab[:, None, :], q, g_edge[:, None, :]))
 
 
 def _g_max_table_node(x, v):
