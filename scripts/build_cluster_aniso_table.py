@@ -251,8 +251,7 @@ def _rt_residuals_at(i_fine, x_nodes, n_q: int, n_v: int, g_max_nodes, k: int, r
     def column_g(x, v):
         """g at the q nodes of column (x, v): this version's and version 9's."""
         gf = ea._g_max_table_node(x, v)
-        g_tab = ea._g_tab(jnp.asarray(g_max_nodes), axes, x, v)
-        edge = ea._g_edge(g_tab, gf, v, axes[2])
+        g_tab, edge = ea._g_tab_and_edge(jnp.asarray(g_max_nodes), axes, x, v, gf)
         return (emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, edge)),
                 emu.g_from_q(q_fine, ea._g_max_ref(g_tab, q_fine, gf)))
 

@@ -663,8 +663,7 @@ def g_max_aniso(W0, ra, table: AnisoTable | None = None) -> jax.Array:
     u = jnp.clip(s_from_ra(ra) / s_max(W0), 0.0, 1.0)
     x = x_from_w0(W0)
     v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
-    g_tab = _g_tab(table.g_max_nodes, table.axes, x, v)
-    return _g_edge(g_tab, _g_max_u(W0, u), v, table.axes[2])
+    return _g_tab_and_edge(table.g_max_nodes, table.axes, x, v, _g_max_u(W0, u))[1]
 
 
 def g_hi_aniso(W0, ra, table: AnisoTable | None = None) -> jax.Array:
@@ -885,8 +884,7 @@ def _model_g_grid(g_max_nodes, axes, rt_axes) -> jax.Array:
     v = jnp.asarray(v0 + hv * np.arange(nv))
 
     def edge(xx, vv):
-        g_tab = _g_tab(g_max_nodes, axes, xx, vv)
-        return g_tab, _g_edge(g_tab, _g_max_table_node(xx, vv), vv, axes[2])
+        return _g_tab_and_edge(g_max_nodes, axes, xx, vv, _g_max_table_node(xx, vv))
 
     g_tab, g_edge = jax.vmap(jax.vmap(edge, (None, 0)), (0, None))(x, v)
     q = q_from_w(jnp.asarray(w0 + hw * np.arange(nw)))[None, :, None]
@@ -1010,6 +1008,13 @@ def _g_edge(g_tab, g_fine, v, v_axis):
     return g_tab + edge_blend(v, v_axis) * (g_fine - g_tab)
 
 
+def _g_tab_and_edge(g_max_nodes, axes, x, v, g_fine):
+    """(g_tab, the box edge :func:`_g_edge`) at table coordinates (x, v), given g_fine there
+    (the emulator, g_max_aniso, the nodes' g grid and the build script all take both here)."""
+    g_tab = _g_tab(g_max_nodes, axes, x, v)
+    return g_tab, _g_edge(g_tab, g_fine, v, axes[2])
+
+
 def _w_at_model_g(table, x, w, v, g):
     """The w at which ln rt's finer grid is read: one Newton step from the model's w to where
     the interpolant of the nodes' own g (table.g_rt_nodes, on the same grid) equals the
@@ -1066,8 +1071,8 @@ def _emulate(table: AnisoTable, W0, g, ra) -> EmulatedAnisotropic:
     ra_in = jnp.where(ra_ok, ra, jnp.inf)
     v_in = jnp.clip(v_from_ra(w_in, ra_in), 0.0, 1.0)
     # g_fine on the g_max table's own grid (old v of u); the table in its v of ra (v_from_ra)
-    g_tab = _g_tab(table.g_max_nodes, table.axes, x_in, v_in)
-    gm = _g_edge(g_tab, _g_max_xv(x_in, v_from_u(u_in)), v_in, table.axes[2])
+    g_tab, gm = _g_tab_and_edge(table.g_max_nodes, table.axes, x_in, v_in,
+                                _g_max_xv(x_in, v_from_u(u_in)))
     g_hi = gm - G_MARGIN
     valid = (W0 >= W0_MIN) & (W0 <= W0_MAX) & ra_ok & (g >= 0.0) & (g <= g_hi)
     g_in = jnp.where(jnp.isnan(g), 0.0, jnp.clip(g, 0.0, g_hi))
@@ -1234,6 +1239,6 @@ def g_from_q_u(q, W0, u, table: AnisoTable | None = None):
     ra = jnp.where(s > 0, 10.0 ** (1.0 / jnp.where(s > 0, s, 1.0) - 1.0), jnp.inf)
     v = jnp.clip(v_from_ra(W0, ra), 0.0, 1.0)
     q = jnp.asarray(q, float)
-    g_tab = _g_tab(table.g_max_nodes, table.axes, x, v)
-    g_edge = _g_edge(g_tab, _g_max_xv(x, v_from_u(u)), v, table.axes[2])
+    g_tab, g_edge = _g_tab_and_edge(table.g_max_nodes, table.axes, x, v,
+                                    _g_max_xv(x, v_from_u(u)))
     return g_from_q(q, _g_max_ref(g_tab, q, g_edge))
