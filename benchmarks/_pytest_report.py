@@ -25,7 +25,9 @@ def run_tests(args: list[str]) -> tuple[list[dict], float]:
     """
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider",
+        # -n 0: one process (the suite's addopts start two pytest-xdist workers); the slow
+        # checks time their fits, which two at once on 2 cores would distort
+        cmd = [sys.executable, "-m", "pytest", *args, "-q", "-p", "no:cacheprovider", "-n", "0",
                f"--junitxml={junit}"]
         # tests/conftest.py turns XLA's optimisation off for the compile-bound default suite
         # unless XLA_FLAGS is set; the slow checks are mostly sampling, so keep the default

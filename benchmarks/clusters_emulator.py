@@ -44,9 +44,11 @@ FRAC = jnp.geomspace(1e-3, 0.999, 100)
 
 
 def _evaluation(m):
-    """One evaluation of a model: profiles and projections at 100 radii, and scalars."""
+    """One evaluation of a model: profiles and projections at 100 radii (one call,
+    ``profiles_and_projected``), and scalars."""
     r = FRAC * jnp.exp(m.ln_rt)
-    return m._profiles(r), m._projected(r), jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
+    profiles, projected = m._profiles_and_projected(r)
+    return profiles, projected, jnp.stack([m.rt, m.rh, m.rv, m.M, m.K, m.U])
 
 
 def _everything(table, w0, g):

@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -386,6 +387,49 @@ def test_emulated_moments_and_projection_equal_the_general_paths(w0, q):
     np.testing.assert_allclose(np.asarray(proj.Sigma), sigma, rtol=1e-12, atol=0.0)
     np.testing.assert_array_equal(np.asarray(proj.v2R), np.asarray(proj.v2p))
     np.testing.assert_array_equal(np.asarray(proj.v2T), np.asarray(proj.v2p))
+
+
+def _combined_and_separate(model, frac):
+    """(profiles_and_projected, (profiles, projected)) at radii frac x rt, as flat arrays."""
+    r = jnp.asarray(frac) * model.rt
+    both = model._profiles_and_projected(r)
+    return (jnp.stack([*both[0], *both[1]]),
+            jnp.stack([*model._profiles(r), *model._projected(r)]))
+
+
+_combined_and_separate_jit = eqx.filter_jit(_combined_and_separate)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.floats(0.5, 14.0), st.floats(0.0, 1.0), st.booleans())
+@example(0.5, 0.0, False)
+@example(14.0, 1.0, True)
+def test_profiles_and_projected_in_one_call_equal_the_separate_calls(w0, q, gridded):
+    """profiles_and_projected reads W, ln GM and the projected series in one pass; it is the
+    same arithmetic as profiles and projected called separately: equal to 1e-13 at every
+    radius from the centre, below and across r_in, to beyond rt, in physical units, for the
+    series and the gridded (quintic W, M) models."""
+    model = emu.emulate(w0, float(q * emu.g_hi(w0))).scale(3e5, rh=4.0)
+    model = model.gridded() if gridded else model
+    combined, separate = _combined_and_separate_jit(model, _FRAC)
+    assert np.all(np.isfinite(np.asarray(separate)))
+    np.testing.assert_allclose(np.asarray(combined), np.asarray(separate), rtol=1e-13,
+                               atol=0.0)
+
+
+def test_profiles_and_projected_gradients_equal_the_separate_calls():
+    """The one-pass call differentiates like the separate ones (W0, g; inside rt)."""
+    frac = _FRAC[(_FRAC > 0) & (_FRAC < 1)]
+
+    positive = np.array([i for i in range(11) if i != 6])  # all but beta (0, isotropic)
+
+    def summaries(w0, g):
+        combined, separate = _combined_and_separate(emu._emulate(TABLE, w0, g), frac)
+        return (jnp.sum(jnp.log(combined[positive])), jnp.sum(jnp.log(separate[positive])))
+
+    jac = np.asarray(jax.jit(jax.jacfwd(summaries, argnums=(0, 1)))(6.3, 1.4))
+    assert np.all(np.isfinite(jac)) and np.all(np.abs(jac) > 1.0)
+    np.testing.assert_allclose(jac[0], jac[1], rtol=1e-12)
 
 
 def _everything(w0, g):

@@ -471,6 +471,34 @@ def test_vmap_and_jit_agree_with_single_calls():
         assert float(rts[i]) == pytest.approx(float(one.rt), rel=1e-12)
 
 
+@settings(max_examples=5, deadline=None)
+@given(st.floats(1.0, 13.0), st.floats(0.0, 1.0), st.floats(0.05, 1.0))
+def test_profiles_and_projected_in_one_call_equal_the_separate_calls(w0, q, u):
+    """W, ln GM and the four projected series in one pass equal the separate calls to 1e-13
+    (centre, below r_in, up to and beyond rt; physical units)."""
+    ra = float(_ra_between(w0, u))
+    g = float(q * ea.g_hi_aniso(w0, ra))
+    model = ea.emulate_aniso(w0, g, ra).scale(3e5, rh=4.0)
+    frac = np.concatenate([[0.0, 5e-4, 1e-3], np.geomspace(2e-3, 0.9999, 40), [1.0, 1.2]])
+    combined, separate = _combined_and_separate(model, jnp.asarray(frac) * model.rt)
+    assert np.all(np.isfinite(np.asarray(separate)))
+    np.testing.assert_allclose(np.asarray(combined), np.asarray(separate), rtol=1e-13,
+                               atol=0.0)
+
+
+@eqx.filter_jit
+def _combined_and_separate(model, r):
+    both = model._profiles_and_projected(r)
+    return (jnp.stack([*both[0], *both[1]]),
+            jnp.stack([*model._profiles(r), *model._projected(r)]))
+
+
+def _ra_between(w0, u):
+    """An ra in the box at W0, from ra_min (u = 0) to 1e4 r0 (u = 1), log-uniform in u."""
+    lo = math.log(float(ea.ra_min(w0)))
+    return math.exp(lo + u * (math.log(1e4) - lo))
+
+
 def test_scaled_model_has_the_same_interface():
     fast = ea.emulate_aniso(6.1, 0.9, 12.0).scale(3e5, rh=4.0)
     assert float(fast.M) == pytest.approx(3e5)

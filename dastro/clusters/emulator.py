@@ -683,12 +683,36 @@ class EmulatedLoweredIsothermal(ClusterModel):
                            for v in (rho, rv2r, rv2t))
         return rho, rv2r, rv2t
 
+    def _projection_coefs(self) -> list:
+        """Chebyshev coefficients of the projected series (ln Sigma_reg, ln Sv2_reg)."""
+        return [self.ln_sigma_coef, self.ln_sv2_coef]
+
+    def _series_radius(self, x):
+        """Where the radial series are read for model radii x: x clipped to r_in below, and
+        0.5 rt at and beyond rt, where no series is used (finite values, finite gradients)."""
+        rt = jnp.exp(self.ln_rt)
+        return jnp.where(x < rt, jnp.clip(x, R_IN, None), 0.5 * rt)
+
     def _projection_series(self, t):
-        """(W, ln Sigma_reg, ln Sv2_reg) at t = ln R in [ln r_in, ln rt): the W series and the
-        two projected series in one pass over the points."""
-        three = _series_at(self._tau(t), jnp.stack(
-            [self.w_coef, self.ln_sigma_coef, self.ln_sv2_coef]))
-        return -jnp.expm1(t - self.ln_rt) * three[0], three[1], three[2]
+        """(W, [projected series]) at t = ln R in [ln r_in, ln rt): the W series and the
+        projected ones in one pass over the points."""
+        several = _series_at(self._tau(t), jnp.stack([self.w_coef, *self._projection_coefs()]))
+        return -jnp.expm1(t - self.ln_rt) * several[0], several[1:]
+
+    def _all_series(self, t):
+        """(W, ln G M, [projected series]) at t = ln r in [ln r_in, ln rt): every radial
+        series in one pass over the points (W is read once for both kinds of profile)."""
+        several = _series_at(self._tau(t), jnp.stack(
+            [self.w_coef, self.ln_gm_coef, *self._projection_coefs()]))
+        return -jnp.expm1(t - self.ln_rt) * several[0], several[1], several[2:]
+
+    def _profiles_and_projected(self, r):
+        x = jnp.asarray(r, float) / self.length_unit
+        x_in = self._series_radius(x)
+        w, ln_gm, projection = self._all_series(jnp.log(x_in))
+        profiles = self._profiles_from_state(x, *self._state_from(x, w, ln_gm))
+        return profiles, self._projected_out(self._projected_from_series(x, x_in, w,
+                                                                         projection))
 
     def _central_slopes(self):
         """d ln Sigma / d ln R and d ln(Sigma v2p) / d ln R at R = r_in, from the series' end
@@ -707,11 +731,15 @@ class EmulatedLoweredIsothermal(ClusterModel):
     def _projected_model(self, R):
         """Sigma, Sigma v2p, Sigma v2R, Sigma v2T at model radii R (any shape), from the
         table; shape (4,) + R.shape."""
-        rt = jnp.exp(self.ln_rt)
-        inside = R < rt
-        R_in = jnp.clip(R, R_IN, None)
-        R_in = jnp.where(inside, R_in, 0.5 * rt)
-        w, ln_sigma_reg, ln_sv2_reg = self._projection_series(jnp.log(R_in))
+        R_in = self._series_radius(R)
+        w, projection = self._projection_series(jnp.log(R_in))
+        return self._projected_from_series(R, R_in, w, projection)
+
+    def _projected_from_series(self, R, R_in, w, projection):
+        """:meth:`_projected_model` from W and the projected series read at R_in
+        (:meth:`_series_radius`)."""
+        ln_sigma_reg, ln_sv2_reg = projection
+        inside = R < jnp.exp(self.ln_rt)
         w_safe = jnp.where(w > 0, w, 1.0)
         ln_w = jnp.log(w_safe)
         ln_sigma = ln_sigma_reg + (self.g + 2.0) * ln_w
@@ -730,7 +758,12 @@ class EmulatedLoweredIsothermal(ClusterModel):
         # one vectorised call instead of the base class's vmap over single radii, which put
         # the four quantities (not the radii) on the minor axis of every array
         X = jnp.asarray(R, float) / self.length_unit
-        sigma, *moments = self._projected_model(X)
+        return self._projected_out(self._projected_model(X))
+
+    def _projected_out(self, values) -> Projected:
+        """Projected profiles (current units, NaN if invalid) from :meth:`_projected_model`'s
+        (Sigma, Sigma v2p, Sigma v2R, Sigma v2T) in model units."""
+        sigma, *moments = values
         has_mass = sigma > 0
         sigma_safe = jnp.where(has_mass, sigma, 1.0)
         v2p, v2R, v2T = (jnp.where(has_mass, m / sigma_safe, 0.0) * self.velocity2_unit
@@ -800,9 +833,12 @@ class GriddedEmulatedLoweredIsothermal(EmulatedLoweredIsothermal):
 
     def _projection_series(self, t):
         # W from the grid, as for the intrinsic profiles
-        w, _ = self._state_between(t)
-        both = _series_at(self._tau(t), jnp.stack([self.ln_sigma_coef, self.ln_sv2_coef]))
-        return w, both[0], both[1]
+        w, _, projection = self._all_series(t)
+        return w, projection
+
+    def _all_series(self, t):
+        w, ln_gm = self._state_between(t)
+        return w, ln_gm, _series_at(self._tau(t), jnp.stack(self._projection_coefs()))
 
 
 @functools.cache

@@ -360,7 +360,14 @@ class ClusterModel(eqx.Module):
         outer = x >= jnp.exp(self.ln_rt)
         x_safe = jnp.where(inner | outer, 1.0, x)
         t = jnp.clip(jnp.log(x_safe), math.log(self._r_inner), self.ln_rt)
-        w_mid, ln_gm_mid = self._state_between(t)
+        return self._state_from(x, *self._state_between(t))
+
+    def _state_from(self, x, w_mid, ln_gm_mid):
+        """(W, G M) at model radii x, given (W, ln G M) from :meth:`_state_between` at
+        ln x for r_inner <= x < rt (any values elsewhere: the central series and the
+        Keplerian exterior are used there)."""
+        inner = x < self._r_inner
+        outer = x >= jnp.exp(self.ln_rt)
         gm_mid = jnp.exp(ln_gm_mid)
         rt = jnp.exp(self.ln_rt)
         w_in = self.W0 - 1.5 * x**2
@@ -379,9 +386,21 @@ class ClusterModel(eqx.Module):
         """Intrinsic profiles at radii r (array, current length unit; r >= 0)."""
         return _profiles(self, _check_radii("r", r))
 
+    def profiles_and_projected(self, r) -> tuple[Profiles, Projected]:
+        """``(profiles(r), projected(r))``: the intrinsic profiles at radii r and the projected
+        ones at projected radii R = r (array, current length unit; r >= 0), in one call.
+        Emulated models read their radial series once for both (faster than two calls)."""
+        return _profiles_and_projected(self, _check_radii("r", r))
+
+    def _profiles_and_projected(self, r) -> tuple[Profiles, Projected]:
+        return self._profiles(r), self._projected(r)
+
     def _profiles(self, r) -> Profiles:
         x = jnp.asarray(r, float) / self.length_unit
-        w, gm = self._state(x)
+        return self._profiles_from_state(x, *self._state(x))
+
+    def _profiles_from_state(self, x, w, gm) -> Profiles:
+        """Profiles at model radii x from (W, G M) there (model units)."""
         rho, rv2r, rv2t = self._moments_model(x, w)
         has_mass = rho > 0
         rho_safe = jnp.where(has_mass, rho, 1.0)
@@ -548,6 +567,7 @@ class LoweredIsothermal(ClusterModel):
 # jit at the entry points; the lambdas dispatch to the subclass's methods.
 _profiles = eqx.filter_jit(lambda model, r: model._profiles(r))
 _projected = eqx.filter_jit(lambda model, R: model._projected(R))
+_profiles_and_projected = eqx.filter_jit(lambda model, r: model._profiles_and_projected(r))
 _rhp = eqx.filter_jit(lambda model: model._rhp())
 
 
