@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from scipy.special import hyp1f1
 
 from dastro.clusters.moments import (
+    _horner,
     _j0,
     _j1,
     density_integral,
@@ -104,3 +105,18 @@ def test_density_vanishes_outside_and_is_monotonic_in_w():
     rho = np.asarray(density_integral(w, 1.3))
     assert np.all(rho[np.asarray(w) <= 0] == 0.0)
     assert np.all(np.diff(rho) >= 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 70), st.integers(0, 2**32 - 1))
+def test_strided_horner_is_the_polynomial(n_terms, seed):
+    """_horner's residue chains (sum_j x^j P_j(x^s)) give the polynomial: numpy's polyval to
+    4 n eps for positive coefficients (the series it sums have terms of one sign), at x from
+    0 to 14 (W0's range) and with the per-model coefficients broadcast against the points."""
+    rng = np.random.default_rng(seed)
+    coef = rng.uniform(0.0, 1.0, (2, 1, n_terms)) / np.cumprod(np.arange(1.0, n_terms + 1))
+    x = np.concatenate([[0.0, 14.0], rng.uniform(0.0, 14.0, 30)])
+    ref = np.polynomial.polynomial.polyval(x, coef.reshape(2, n_terms).T)
+    out = np.asarray(_horner(jnp.asarray(coef), jnp.asarray(x)))
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=4.0 * n_terms * 2.2e-16, atol=0.0)
