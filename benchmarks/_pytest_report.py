@@ -47,7 +47,8 @@ def run_tests(args: list[str]) -> tuple[list[dict], float]:
                 node = case.find(tag)
                 if node is not None:
                     outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                    message = (node.get("message") or "")[:400]
+                    # the reason first, then (for the fits) their summary table
+                    message = (node.get("message") or "")[:3000]
             name = f"{case.get('classname', '').rsplit('.', 1)[-1]}::{case.get('name')}"
             rows.append({"test": name, "outcome": outcome,
                          "seconds": float(case.get("time", 0.0)), "message": message})

@@ -128,8 +128,11 @@ def _assert_recovered(result, truth, names, n_sd=3.0):
 def _assert_healthy(result, names, max_rhat=1.05, max_divergent=0.05):
     s = result.summary
     for name in names:
-        assert float(s.loc[name, "r_hat"]) < max_rhat, f"{name}\n{result.report()}"
-    assert result.divergence_fraction < max_divergent, result.report()
+        r_hat = float(s.loc[name, "r_hat"])
+        assert r_hat < max_rhat, f"{name}: R-hat {r_hat:.3f} >= {max_rhat}\n{result.report()}"
+    assert result.divergence_fraction < max_divergent, (
+        f"divergent fraction {result.divergence_fraction:.3f} >= {max_divergent}\n"
+        + result.report())
 
 
 def _emulated(trace):
