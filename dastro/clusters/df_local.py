@@ -34,13 +34,60 @@ from jax.scipy.special import digamma, gammaln
 __all__ = ["log_density_local"]
 
 
-def _series(h, x, n_terms, with_dh=True):
-    """S(h, x) = 1 + sum_n x^n / ((h + 1) ... (h + n)) (and dS/dh), by Horner's rule.
+#: Independent Horner chains in :func:`_horner`.
+_HORNER_STRIDE = 4
 
-    S = 1 + x/(h+1) (1 + x/(h+2) (1 + ...)), summed from the last term: positive terms, no
-    cancellation, and each step is one fused element-wise pass over the stars. dS/dh is
-    carried along in the same pass (forward mode by hand), so nothing is stored per step.
+
+def _horner(coef, x):
+    """sum_k coef[..., k] x^k, unrolled; coef's leading shape (often () per model) broadcasts
+    against x, so per-model coefficients cost nothing per point.
+
+    By residues of k modulo _HORNER_STRIDE = s: sum_j x^j P_j(x^s), each P_j by Horner's rule
+    in x^s. One Horner chain is a sequence of dependent multiply-adds per point, bound by
+    the CPU's latency; s independent chains of 1/s the length fill its pipeline (as the
+    strided Clenshaw sums of the emulator). Used here for series of terms of one sign
+    (E_h, Kummer's M), where any order of summation is accurate."""
+    stride = min(_HORNER_STRIDE, coef.shape[-1])
+    x = jnp.asarray(x)
+    powers = [jnp.ones_like(x), x]
+    for _ in range(2, stride + 1):
+        powers.append(powers[-1] * x)
+    x_s = powers[stride]
+    shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(coef)[:-1])
+    total = jnp.zeros(shape)
+    for j in range(stride):
+        acc = jnp.zeros(shape)
+        for k in range((coef.shape[-1] - 1 - j) // stride * stride + j, -1, -stride):
+            acc = acc * x_s + coef[..., k]
+        total = total + powers[j] * acc
+    return total
+
+
+def _series_coefficients(h, n_terms):
+    """c_n = 1 / ((h + 1) ... (h + n)) and dc_n/dh = -c_n sum_(j <= n) 1 / (h + j), n = 0 ..
+    n_terms, for h of any shape: shape h.shape + (n_terms + 1,) each."""
+    h = jnp.asarray(h, float)[..., None]
+    inv = 1.0 / (h + jnp.arange(1.0, n_terms + 1.0))
+    ones = jnp.ones(h.shape)
+    c = jnp.concatenate([ones, jnp.cumprod(inv, axis=-1)], axis=-1)
+    dc = -c * jnp.concatenate([0.0 * ones, jnp.cumsum(inv, axis=-1)], axis=-1)
+    return c, dc
+
+
+def _series(h, x, n_terms, with_dh=True):
+    """S(h, x) = 1 + sum_n x^n / ((h + 1) ... (h + n)) (and dS/dh): positive terms, no
+    cancellation.
+
+    For one h (a scalar: one model) the coefficients are computed once and each point
+    costs the strided Horner sums of :func:`_horner`. For h per point the nested form
+    S = 1 + x/(h+1) (1 + x/(h+2) (1 + ...)), summed from the last term, each step one fused
+    element-wise pass over the points; dS/dh is carried along in the same pass (forward
+    mode by hand), so nothing is stored per step.
     """
+    if jnp.ndim(h) == 0:
+        c, dc = _series_coefficients(h, n_terms)
+        s = _horner(c, x)
+        return (s, _horner(dc, x)) if with_dh else s
     one = jnp.ones(jnp.broadcast_shapes(jnp.shape(h), jnp.shape(x)))
     # partly unrolled: fully unrolled runs ~2x faster but compiles ~2x longer
     if not with_dh:
@@ -88,8 +135,39 @@ def _log_e(g, k, x, n_terms):
     With n_terms = 64 the truncation error is below 1e-16 for x <= 14 (the emulator's range of
     W); 112 terms reach x <= 30.
     """
-    h = (g + 0.5 * jnp.arange(4.0))[k]
-    return _log_e_h(h, x, n_terms)
+    return _log_e_per_k(g + 0.5 * jnp.arange(4.0), k, x, n_terms)
+
+
+def _per_k_sums(hs, k, x, n_terms, with_dh):
+    """S(h_k, x) (and dS/dh) at each point, h_k = hs[k]: the four series with coefficients
+    computed once per model (strided Horner sums), then the one of each point's k. Four
+    polynomials per point cost less than one series with h per point, whose nested form
+    divides by h + n at every one of its n_terms steps (value and gradient of 10^5 points
+    9.1 -> 5.0 ms)."""
+    c, dc = _series_coefficients(hs, n_terms)
+    s = jnp.choose(k, [_horner(c[i], x) for i in range(4)], mode="clip")
+    if not with_dh:
+        return s
+    return s, jnp.choose(k, [_horner(dc[i], x) for i in range(4)], mode="clip")
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _log_e_per_k(hs, k, x, n_terms):
+    """:func:`_log_e_h` at h = hs[k] per point (hs: the four h of one model)."""
+    h = hs[k]
+    return h * jnp.log(x) - gammaln(h + 1.0) + jnp.log(_per_k_sums(hs, k, x, n_terms, False))
+
+
+@_log_e_per_k.defjvp
+def _log_e_per_k_jvp(n_terms, primals, tangents):
+    # the closed forms of _log_e_h_jvp, with h = hs[k]
+    hs, k, x = primals
+    d_hs, _, dx = tangents
+    h = hs[k]
+    s, ds_dh = _per_k_sums(hs, k, x, n_terms, True)
+    ln_x = jnp.log(x)
+    value = h * ln_x - gammaln(h + 1.0) + jnp.log(s)
+    return value, (1.0 + h / (x * s)) * dx + (ln_x - digamma(h + 1.0) + ds_dh / s) * d_hs[k]
 
 
 def _n_terms(model) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax.scipy.special import gammainc, gammaln
 
-from dastro.clusters.df_local import _log_e_h
+from dastro.clusters.df_local import _horner, _log_e_h
 
 # Switch point of the two evaluations of M(1, b, -z); each is accurate to ~1e-14 there, so
 # the function and its derivatives are continuous to that level.
@@ -42,35 +42,6 @@ _N_KUMMER = 112
 _N_ASYMPTOTIC = 18
 #: Terms of the series of E_{h+1} - G_h for W < 1 and p^2 W < 1 (< 1e-30 beyond).
 _N_TAYLOR = 30
-
-
-#: Independent Horner chains in :func:`_horner`.
-_HORNER_STRIDE = 4
-
-
-def _horner(coef, x):
-    """sum_k coef[..., k] x^k, unrolled; coef's leading shape (often () per model) broadcasts
-    against x, so per-model coefficients cost nothing per point.
-
-    By residues of k modulo _HORNER_STRIDE = s: sum_j x^j P_j(x^s), each P_j by Horner's rule
-    in x^s. One Horner chain is a sequence of dependent multiply-adds per point, bound by
-    the CPU's latency; s independent chains of 1/s the length fill its pipeline (as the
-    strided Clenshaw sums of the emulator). Used here for series of terms of one sign
-    (E_h, Kummer's M), where any order of summation is accurate."""
-    stride = min(_HORNER_STRIDE, coef.shape[-1])
-    x = jnp.asarray(x)
-    powers = [jnp.ones_like(x), x]
-    for _ in range(2, stride + 1):
-        powers.append(powers[-1] * x)
-    x_s = powers[stride]
-    shape = jnp.broadcast_shapes(jnp.shape(x), jnp.shape(coef)[:-1])
-    total = jnp.zeros(shape)
-    for j in range(stride):
-        acc = jnp.zeros(shape)
-        for k in range((coef.shape[-1] - 1 - j) // stride * stride + j, -1, -stride):
-            acc = acc * x_s + coef[..., k]
-        total = total + powers[j] * acc
-    return total
 
 
 def _kummer(a: int, b, z):
