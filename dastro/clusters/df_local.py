@@ -135,39 +135,13 @@ def _log_e(g, k, x, n_terms):
     With n_terms = 64 the truncation error is below 1e-16 for x <= 14 (the emulator's range of
     W); 112 terms reach x <= 30.
     """
-    return _log_e_per_k(g + 0.5 * jnp.arange(4.0), k, x, n_terms)
-
-
-def _per_k_sums(hs, k, x, n_terms, with_dh):
-    """S(h_k, x) (and dS/dh) at each point, h_k = hs[k]: the four series with coefficients
-    computed once per model (strided Horner sums), then the one of each point's k. Four
-    polynomials per point cost less than one series with h per point, whose nested form
-    divides by h + n at every one of its n_terms steps (value and gradient of 10^5 points
-    9.1 -> 5.0 ms)."""
-    c, dc = _series_coefficients(hs, n_terms)
-    s = jnp.choose(k, [_horner(c[i], x) for i in range(4)], mode="clip")
-    if not with_dh:
-        return s
-    return s, jnp.choose(k, [_horner(dc[i], x) for i in range(4)], mode="clip")
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _log_e_per_k(hs, k, x, n_terms):
-    """:func:`_log_e_h` at h = hs[k] per point (hs: the four h of one model)."""
-    h = hs[k]
-    return h * jnp.log(x) - gammaln(h + 1.0) + jnp.log(_per_k_sums(hs, k, x, n_terms, False))
-
-
-@_log_e_per_k.defjvp
-def _log_e_per_k_jvp(n_terms, primals, tangents):
-    # the closed forms of _log_e_h_jvp, with h = hs[k]
-    hs, k, x = primals
-    d_hs, _, dx = tangents
-    h = hs[k]
-    s, ds_dh = _per_k_sums(hs, k, x, n_terms, True)
-    ln_x = jnp.log(x)
-    value = h * ln_x - gammaln(h + 1.0) + jnp.log(s)
-    return value, (1.0 + h / (x * s)) * dx + (ln_x - digamma(h + 1.0) + ds_dh / s) * d_hs[k]
+    # h per star, so the nested series (:func:`_series`). Tried (2026-12-06): the model's
+    # four series (h = g + k/2, coefficients once, strided Horner sums) with each star's k
+    # picked: value and gradient of 10^5 stars 8.1 -> 5.2 ms, but the 1000-star fit of
+    # benchmarks/clusters_fit.py took 27.7 s instead of 24.4 s (eight polynomials per star
+    # for one k used), so not kept.
+    h = (g + 0.5 * jnp.arange(4.0))[k]
+    return _log_e_h(h, x, n_terms)
 
 
 def _n_terms(model) -> int:
