@@ -45,8 +45,7 @@ from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 from jax.scipy.special import digamma, gammaln
 
-from dastro.clusters.df_local import _log_e_h
-from dastro.clusters.moments import _horner
+from dastro.clusters.df_local import _horner, _log_e_h, _series_coefficients
 from dastro.clusters.solver import (
     G_MAX_TABLE,
     G_MODEL,
@@ -643,12 +642,6 @@ def _series_at(tau, coefs):
 _N_MOMENT_TERMS = 64
 
 
-def _series_coefficients(h, n_terms):
-    """c_n = 1 / ((h + 1) ... (h + n)), n = 0 .. n_terms, for scalar h > -1; shape (n + 1,)."""
-    inv = 1.0 / (h + jnp.arange(1.0, n_terms + 1.0))
-    return jnp.concatenate([jnp.ones(1), jnp.cumprod(inv)]), inv
-
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _moment_integrals(g, w, n_terms=_N_MOMENT_TERMS):
     """(E_{g+3/2}(W), E_{g+5/2}(W)) for scalar g >= 0 and W > 0 (any shape).
@@ -661,7 +654,7 @@ def _moment_integrals(g, w, n_terms=_N_MOMENT_TERMS):
     n_terms multiply-adds; jax's gammainc runs a while loop per point, slow under vmap.
     """
     h = g + 2.5
-    c, _ = _series_coefficients(h, n_terms)
+    c, _ = _series_coefficients(h, n_terms)  # c_n = 1 / ((h + 1) ... (h + n))
     s = _horner(c, w)
     p = jnp.exp((h - 1.0) * jnp.log(w) - gammaln(h))  # W^(h-1) / Gamma(h)
     ws = w * s / h
@@ -678,7 +671,7 @@ def _moment_integrals_jvp(n_terms, primals, tangents):
     g, w = primals
     dg, dw = tangents
     h = g + 2.5
-    c, inv = _series_coefficients(h, n_terms)
+    c, dc = _series_coefficients(h, n_terms)
     s = _horner(c, w)
     ln_w = jnp.log(w)
     p = jnp.exp((h - 1.0) * ln_w - gammaln(h))
@@ -690,7 +683,6 @@ def _moment_integrals_jvp(n_terms, primals, tangents):
         t1 = t1 + (e1 + (h - 1.0) * p / w) * dw
         t2 = t2 + e1 * dw
     if not isinstance(dg, SymbolicZero):
-        dc = -c * jnp.concatenate([jnp.zeros(1), jnp.cumsum(inv)])
         ds = _horner(dc, w)
         psi = digamma(h)
         d1 = p * (ln_w - psi) * (1.0 + ws) + p * w / h * (ds - s / h)
@@ -715,12 +707,16 @@ class EmulatedLoweredIsothermal(ClusterModel):
     def _tau(self, t):
         return (t - LN_R_IN) / (self.ln_rt - LN_R_IN)
 
+    def _w_and_series(self, t, coefs):
+        """W and the series of `coefs` at t = ln r in [ln r_in, ln rt), in one pass over the
+        points: W = (1 - r / rt) times its series; the others' values, shape (len(coefs),)
+        + t.shape."""
+        several = _series_at(self._tau(t), jnp.stack([self.w_coef, *coefs]))
+        return -jnp.expm1(t - self.ln_rt) * several[0], several[1:]
+
     def _state_between(self, t):
-        tau = self._tau(t)
-        edge_factor = -jnp.expm1(t - self.ln_rt)  # 1 - r / rt
-        # both series in one pass over the points
-        both = _series_at(tau, jnp.stack([self.w_coef, self.ln_gm_coef]))
-        return edge_factor * both[0], both[1]
+        w, ln_gm = self._w_and_series(t, [self.ln_gm_coef])
+        return w, ln_gm[0]
 
     def _moments_model(self, x, w):
         """rho, rho v2r, rho v2t (model units) at potential w (any shape; x unused, isotropic):
@@ -745,15 +741,13 @@ class EmulatedLoweredIsothermal(ClusterModel):
     def _projection_series(self, t):
         """(W, [projected series]) at t = ln R in [ln r_in, ln rt): the W series and the
         projected ones in one pass over the points."""
-        several = _series_at(self._tau(t), jnp.stack([self.w_coef, *self._projection_coefs()]))
-        return -jnp.expm1(t - self.ln_rt) * several[0], several[1:]
+        return self._w_and_series(t, self._projection_coefs())
 
     def _all_series(self, t):
         """(W, ln G M, [projected series]) at t = ln r in [ln r_in, ln rt): every radial
         series in one pass over the points (W is read once for both kinds of profile)."""
-        several = _series_at(self._tau(t), jnp.stack(
-            [self.w_coef, self.ln_gm_coef, *self._projection_coefs()]))
-        return -jnp.expm1(t - self.ln_rt) * several[0], several[1], several[2:]
+        w, several = self._w_and_series(t, [self.ln_gm_coef, *self._projection_coefs()])
+        return w, several[0], several[1:]
 
     def _profiles_and_projected(self, r):
         x = jnp.asarray(r, float) / self.length_unit
