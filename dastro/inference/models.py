@@ -77,6 +77,8 @@ from dastro.clusters.emulator import _emulate, g_hi, load_table
 from dastro.clusters.emulator_aniso import _emulate as _emulate_aniso
 from dastro.clusters.emulator_aniso import g_hi_aniso, load_aniso_table, ra_min
 from dastro.constants import K_PM
+from dastro.inference.bounded import bounded_velocities, window_log_weight
+from dastro.inference.bounded import edge_map as _los_edge_map
 from dastro.inference.data import StarData
 from dastro.inference.fit import DEFAULT_TARGET_ACCEPT
 
@@ -310,27 +312,6 @@ def cluster_scale(config: FitConfig, shape_model, r_star=None, v2_star=None):
     return model, (None if r_star is None else w_star)
 
 
-def _los_edge_map(s, h):
-    """u = s sqrt(F(s^2) / s^2), F(y) = 1 - (1 - y)^a, a = 1 / (h + 1), and log du/ds.
-
-    A smooth, odd bijection of (-1, 1) with 1 - u^2 = (1 - s^2)^a. A star's density along
-    its line-of-sight segment falls to zero at the ends like (1 - |u|)^h, h = g + k/2 for
-    k unobserved velocity components (E_h(x) ~ x^h), so in s it is flat there: the shape of
-    the latent's tails no longer depends on g (a funnel-like coupling of g with every
-    star's latent z, in the plain u).
-    """
-    a = 1.0 / (h + 1.0)
-    y = jnp.minimum(s * s, 1.0 - 2.0**-53)  # s rounds to +-1 far out on numpyro's real line
-    log1m = jnp.log1p(-y)
-    small = y < 1e-6
-    y_safe = jnp.where(small, 1.0, y)
-    ratio = jnp.where(small, a * (1.0 + 0.5 * (1.0 - a) * y), -jnp.expm1(a * log1m) / y_safe)
-    u = s * jnp.sqrt(ratio)
-    # du/ds = F'(y) / sqrt(F(y) / y), F'(y) = a (1 - y)^(a - 1)
-    log_du = jnp.log(a) + (a - 1.0) * log1m - 0.5 * jnp.log(ratio)
-    return u, log_du
-
-
 def _hermite_rule(n_nodes: int):
     """Probabilists' Gauss-Hermite rule: int g(a) N(a; 0, 1) da = sum_k w_k g(a_k)."""
     a, w = np.polynomial.hermite_e.hermegauss(n_nodes)
@@ -381,6 +362,44 @@ def _log_density_error_marginal(model, data, config, X, Y, Z, velocities, scales
     log_p = log_density_local(model, X[expand], Y[expand], Z[expand], *shaped, *masks,
                               w=w[expand])
     return jax.scipy.special.logsumexp(log_p + log_w, axis=tuple(range(1, d + 1)))
+
+
+def _bounded_velocities(data: StarData, config: FitConfig) -> bool:
+    """Latent true velocities inside each star's error window and escape ball
+    (:mod:`dastro.inference.bounded`): with a field component, latent errors, and some
+    velocity error."""
+    return (config.contamination and config.velocity_errors == "latent"
+            and any(np.any(_err(data, c) > 0) for c in ("vx", "vy", "vz")))
+
+
+def _bounded_true_velocities(model, data, r2, velocities, scales):
+    """Latent true velocities [km/s] ``s_vx``, ``s_vy``, ``s_vz`` (sampled here, U(-1, 1),
+    one per star with an error in that component) mapped into each star's error window and
+    its escape ball at radius sqrt(r2) [pc]: the projected radius R when z is latent (v_e(R)
+    is the largest escape speed along the line of sight), else the 3D radius
+    (:func:`dastro.inference.bounded.bounded_velocities`); observed ``velocities`` relative
+    to the centre in data units, ``scales`` to km/s. Returns (v_true, log_weight,
+    log_field_weight), the last the field component's proposal for the same latents."""
+    names = ("vx", "vy", "vz")
+    n = data.n
+    observed = [np.asarray(getattr(data, "has_" + c)) for c in names]
+    errs = [jnp.asarray(_err(data, c)) * k for c, k in zip(names, scales, strict=True)]
+    latent = [np.asarray(_err(data, c) > 0) for c in names]
+    s = []
+    for c, lat in zip(names, latent, strict=True):
+        idx = np.flatnonzero(lat)
+        if idx.size == 0:
+            s.append(jnp.zeros(n))
+            continue
+        with numpyro.plate(f"stars_s_{c}", idx.size):
+            s_c = numpyro.sample(f"s_{c}", dist.Uniform(-1.0, 1.0))
+        s.append(jnp.zeros(n).at[idx].set(s_c))
+    v_obs = [jnp.where(o, v * k, 0.0) for v, k, o in zip(velocities, scales, observed,
+                                                          strict=True)]
+    w_ball, _ = model._state(jnp.sqrt(r2) / model.length_unit)
+    v_true, log_weight = bounded_velocities(s, v_obs, errs, latent, observed,
+                                            2.0 * w_ball * model.s2)
+    return v_true, log_weight, window_log_weight(s, latent)
 
 
 def _uses_edges(data: StarData, config: FitConfig) -> bool:
@@ -453,7 +472,8 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     x = true_values("x", data.x) - p["x0"]
     y = true_values("y", data.y) - p["y0"]
     marginal = config.velocity_errors == "marginal"
-    if marginal:  # observed velocities; their errors are integrated out below
+    bounded = _bounded_velocities(data, config)
+    if marginal or bounded:  # observed velocities; their errors are integrated out below
         vx, vy, vz = (jnp.asarray(getattr(data, c)) - p[c + "0"] for c in ("vx", "vy", "vz"))
     else:
         vx = true_values("vx", data.vx) - p["vx0"]
@@ -477,6 +497,11 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     else:
         model, w_bound = cluster_scale(config, shape_model)
     rt = model.rt
+    if bounded:  # true velocities first: the line-of-sight segment is where they are bound
+        r2_ball = R2 if data.z is None else R2 + jnp.asarray(data.z) ** 2
+        comps, log_weight_v, log_field_v = _bounded_true_velocities(
+            model, data, r2_ball, (vx, vy, vz), scales)
+        v2 = comps[0] ** 2 + comps[1] ** 2 + comps[2] ** 2
     if data.z is None:
         # z = z_e u: z_e bounds the line-of-sight positions where the star is inside rt and
         # bound, W(r_e) = v^2 / (2 s^2), so no proposal leaves the support of the DF.
@@ -495,7 +520,10 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
         Z = jnp.asarray(data.z)
         log_jac_z = jnp.zeros(n)
     n_pm = data.has_vx.astype(float) + data.has_vy.astype(float)
-    if marginal:
+    if bounded:
+        log_p = log_density_local(model, X, Y, Z, *comps, data.has_vx, data.has_vy,
+                                  data.has_vz) + log_weight_v
+    elif marginal:
         log_p = _log_density_error_marginal(model, data, config, X, Y, Z, (vx, vy, vz),
                                             scales, w_bound if data.z is not None else None)
     else:
@@ -520,9 +548,11 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
             log_sd = numpyro.sample(f"field_log_sd_{c}", dist.Uniform(
                 math.log(0.3 * sd0 + 1e-9), math.log(30.0 * sd0 + 1e-9)))
             sd = jnp.exp(log_sd)
-            if marginal:  # the field Gaussian convolved with the measurement error
+            if marginal or bounded:  # the field Gaussian convolved with the error
                 sd = jnp.sqrt(sd**2 + jnp.asarray(_err(data, c)) ** 2)
             log_field = log_field + jnp.where(has, dist.Normal(mu, sd).log_prob(vel), 0.0)
+        if bounded:
+            log_field = log_field + log_field_v
         log_p = jnp.logaddexp(jnp.log1p(-f) + log_p, jnp.log(f) + log_field)
     else:
         f = jnp.zeros(())
@@ -610,11 +640,18 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
             init[name] = float(guess[name])
     if data.z is None:
         init["u_los"] = np.zeros(data.n)
-    latent = ("x", "y") if config.velocity_errors == "marginal" else ("x", "y", "vx", "vy", "vz")
+    bounded = _bounded_velocities(data, config)
+    latent = (("x", "y") if config.velocity_errors == "marginal" or bounded
+              else ("x", "y", "vx", "vy", "vz"))
     for c in latent:
         k = int(np.sum(_err(data, c) > 0))
         if k:
             init["eps_" + c] = np.zeros(k)
+    if bounded:  # the middle of each window (its part inside the ball)
+        for c in ("vx", "vy", "vz"):
+            k = int(np.sum(_err(data, c) > 0))
+            if k:
+                init["s_" + c] = np.zeros(k)
     if config.contamination:
         init["f_field"] = 0.1
     return init
