@@ -104,8 +104,8 @@ def test_latents_integrate_to_the_convolved_density_at_the_escape_speed(frac):
 def test_mapped_velocities_stay_inside_the_ball(v_obs, err, s, v_esc2):
     """Whenever the weight is finite the velocity is inside the escape ball (exactly the
     observed one without error); it is the window's map v_obs + K err s wherever the
-    windows lie well inside the ball; the weight is -inf only if the windows' smallest speeds reach the escape speed; the log
-    Jacobian in it is autodiff's."""
+    windows lie well inside the ball; the weight is -inf only if the windows' smallest
+    speeds reach the escape speed; the log Jacobian in it is autodiff's."""
     v_obs, err, s = (np.asarray(a, float)[:, None] for a in (v_obs, err, s))
     latent = [e > 0 for e in err]
     args = (list(jnp.asarray(v_obs)), list(jnp.asarray(err)), latent, [np.array([True])] * 3,
@@ -120,7 +120,10 @@ def test_mapped_velocities_stay_inside_the_ball(v_obs, err, s, v_esc2):
         assert np.sum(true_floor**2) > 0.9 * v_esc2 or floor2 >= v_esc2
         return
     if any(lat[0] for lat in latent):  # (exact velocities alone: the DF's own edge)
-        assert np.sum(v_true**2) < v_esc2
+        # on the surface only by rounding, where a window lies 40 layers outside the ball
+        assert np.sum(v_true**2) <= v_esc2
+        if floor2 < 0.5 * v_esc2:
+            assert np.sum(v_true**2) < v_esc2
     for i in range(3):
         if not latent[i][0]:
             assert v_true[i] == v_obs[i, 0]

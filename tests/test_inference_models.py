@@ -616,13 +616,29 @@ def _contaminated(m, seed):
     return data, field[keep]
 
 
-def _check_contamination(m, run, names, seed=0):
+#: velocity errors [km/s] of the contamination test with errors (vx, vy, vz)
+CONT_V_ERR = (0.5, 0.5, 1.0)
+
+
+def _with_velocity_errors(data, err, seed):
+    """The catalogue with Gaussian errors err (vx, vy, vz) [km/s] added to its velocities."""
+    rng = np.random.default_rng(seed)
+    n = data.n
+    noisy = [np.asarray(getattr(data, c)) + rng.normal(0.0, e, n)
+             for c, e in zip(("vx", "vy", "vz"), err, strict=True)]
+    return StarData.from_arrays(data.x, data.y, *noisy, vx_err=np.full(n, err[0]),
+                                vy_err=np.full(n, err[1]), vz_err=np.full(n, err[2]))
+
+
+def _check_contamination(m, run, names, seed=0, v_err=None, healthy=None):
     data, is_field = _contaminated(m, seed)
+    if v_err is not None:
+        data = _with_velocity_errors(data, v_err, seed + 1)
     config = FitConfig(fit_centre=False, contamination=True, field_radius=R_FIELD_CONT)
     truth = TRUTH | {"f_field": F_TRUE}
     result = _fit(data, config, CLUSTER + ["f_field"], run, seed)
     _assert_recovered(result, truth, names)
-    _assert_healthy(result, ["f_field", "log10_M"], max_rhat=1.1, max_divergent=0.1)
+    _assert_healthy(result, *(healthy or (["f_field", "log10_M"], 1.1, 0.1)))
     return result, data, is_field
 
 
@@ -636,8 +652,17 @@ def test_contamination_fits_take_a_higher_target_acceptance():
 
 @pytest.mark.slow  # minutes of sampling; run by benchmarks/clusters_recovery.py
 def test_contamination_recovers_the_field_fraction(mock):
-    result, data, is_field = _check_contamination(_take(mock, SLICES["contamination"]), FAST,
-                                                  ["f_field", "log10_M"], seed=11)
+    """The small mock with velocity errors (as real catalogues have): the latents of
+    dastro.inference.bounded smooth the members' escape edges, so the fit must mix (every
+    cluster parameter, R-hat < 1.05, < 2 % divergent; 500 warm-up draws, with 200 it could
+    still mix slowly, docs/inference.md). With exact velocities the same fit had
+    walls and did not mix in g (docs/inference.md); the full-size test keeps them. (W0 is
+    not checked: this catalogue's W0 lies 2.5 - 3 sds high with exact velocities too.)"""
+    result, data, is_field = _check_contamination(
+        _take(mock, SLICES["contamination"]), FAST | {"num_warmup": 500},
+        ["f_field", "log10_M", "log10_rh"],
+        seed=11, v_err=CONT_V_ERR, healthy=(CLUSTER + ["f_field"], 1.05, 0.02))
+    assert "s_vz" in result.idata.posterior
     assert 0.1 < is_field.mean() < 0.3
     # the field is measured, not just allowed: well away from 0
     s = result.summary.loc["f_field"]

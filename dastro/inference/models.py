@@ -55,9 +55,15 @@ N(m) = int C(R, m) 2 pi R Sigma(R) / M dR. This is exact without a luminosity fu
 because in a single-mass model a star's magnitude is independent of its position and
 velocity; with contamination it assumes the field fraction is the same at every magnitude.
 Contamination: p_i = (1 - f) p_cluster + f p_field with p_field uniform over the field of
-view and Gaussian in each velocity component (fitted mean and dispersion); latent z and true
-velocities are then given, for field stars, the proposal densities U(-z_t, z_t) and the field
-Gaussian, which keeps the mixture exact after marginalisation.
+view and Gaussian in each velocity component (fitted mean and dispersion). The mixture is
+exact after the latents are integrated out because field stars give them a normalised
+proposal density: U(-1, 1) for u_los, and for velocities with errors the error Gaussian.
+With a field component the edge reparameterisation is off (a field star need not be bound),
+so a member's escape speed would be a wall inside the posterior. Measured velocity errors
+remove it: the true velocities are then latents s_vx, s_vy, s_vz in (-1, 1), mapped into
+each star's error window and escape ball (:mod:`dastro.inference.bounded`). The cluster
+term is the DF convolved with the errors, smooth on their scale. Exact velocities keep the
+walls; see :func:`target_accept`.
 """
 
 from __future__ import annotations
@@ -125,9 +131,11 @@ class FitConfig(NamedTuple):
             apparent magnitude (``StarData.mag``), jnp-traceable and broadcasting, or None;
             exclusive with ``completeness``. See the module docstring for the likelihood.
         velocity_errors: "latent" (default; a latent true velocity per measured component,
-            exact) or "marginal" (the Gaussian errors integrated out per star by a
-            Gauss-Hermite product rule, no velocity latents; exact enough when the errors are
-            below about half the velocity dispersion, see the module docstring).
+            exact; with a field component mapped into each star's error window and escape
+            ball, :mod:`dastro.inference.bounded`) or "marginal" (the Gaussian errors
+            integrated out per star by a Gauss-Hermite product rule, no velocity latents;
+            exact enough when the errors are below about half the velocity dispersion, see
+            the module docstring).
         error_nodes: Gauss-Hermite nodes per velocity component with "marginal" (default 5;
             the cost per star grows as error_nodes ** (components with errors)).
         anisotropic: also fit the anisotropy radius ra (in units of r0; uniform prior on
@@ -364,7 +372,7 @@ def _log_density_error_marginal(model, data, config, X, Y, Z, velocities, scales
     return jax.scipy.special.logsumexp(log_p + log_w, axis=tuple(range(1, d + 1)))
 
 
-def _bounded_velocities(data: StarData, config: FitConfig) -> bool:
+def _uses_bounded_velocities(data: StarData, config: FitConfig) -> bool:
     """Latent true velocities inside each star's error window and escape ball
     (:mod:`dastro.inference.bounded`): with a field component, latent errors, and some
     velocity error."""
@@ -472,7 +480,7 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     x = true_values("x", data.x) - p["x0"]
     y = true_values("y", data.y) - p["y0"]
     marginal = config.velocity_errors == "marginal"
-    bounded = _bounded_velocities(data, config)
+    bounded = _uses_bounded_velocities(data, config)
     if marginal or bounded:  # observed velocities; their errors are integrated out below
         vx, vy, vz = (jnp.asarray(getattr(data, c)) - p[c + "0"] for c in ("vx", "vy", "vz"))
     else:
@@ -640,14 +648,14 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
             init[name] = float(guess[name])
     if data.z is None:
         init["u_los"] = np.zeros(data.n)
-    bounded = _bounded_velocities(data, config)
+    bounded = _uses_bounded_velocities(data, config)
     latent = (("x", "y") if config.velocity_errors == "marginal" or bounded
               else ("x", "y", "vx", "vy", "vz"))
     for c in latent:
         k = int(np.sum(_err(data, c) > 0))
         if k:
             init["eps_" + c] = np.zeros(k)
-    if bounded:  # the middle of each window (its part inside the ball)
+    if bounded:  # the observed velocities (clipped into the ball)
         for c in ("vx", "vy", "vz"):
             k = int(np.sum(_err(data, c) > 0))
             if k:
@@ -713,13 +721,15 @@ TARGET_ACCEPT_CONTAMINATION = 0.95
 
 def target_accept(config: FitConfig = FitConfig()) -> float:
     """NUTS target acceptance probability for :func:`star_model` with this config: numpyro's
-    0.8, or 0.95 with a field-star component. With contamination a member's escape edge is a
-    wall inside the posterior (the star turns field; its cluster density vanishes like
-    delta^(g + 1/2) there), which no reparameterisation moves to infinity, and a step size
-    adapted to the bulk crosses it with large energy errors (docs/inference.md). Measured
-    2026-12-06: the full-size contamination test (500 candidates, 4 x (500 + 500)) passed in
-    301 s (1347 s at 0.8, an earlier run); the small one (250 candidates, 2 x (200 + 200))
-    had 29.5 % divergent transitions at 0.8 and at 0.95 5.5 % and 0.25 % (seeds 11 and 12,
-    the test suite's XLA settings) but 39 % (seed 11, XLA's default optimisation): it helps,
-    it does not cure the small fit."""
+    0.8, or 0.95 with a field-star component. With contamination and exact velocities a
+    member's escape edge is a wall inside the posterior (the star turns field; its cluster
+    density vanishes like delta^(g + 1/2) there), which no reparameterisation moves to
+    infinity, and a step size adapted to the bulk crosses it with large energy errors
+    (docs/inference.md). Measured 2026-12-06: the full-size contamination test (500
+    candidates, 4 x (500 + 500)) passed in 301 s (1347 s at 0.8, an earlier run); the small
+    one (250 candidates, 2 x (200 + 200)) had 29.5 % divergent transitions at 0.8 and at 0.95
+    5.5 % and 0.25 % (seeds 11 and 12, the test suite's XLA settings) but 39 % (seed 11,
+    XLA's default optimisation): it helps, it does not cure the small fit. Velocity errors
+    remove the walls (the latents of :mod:`dastro.inference.bounded`): the same small fit
+    with errors of 0.5, 0.5, 1 km/s had 0.25 % divergent transitions at 0.95 (2026-12-06)."""
     return TARGET_ACCEPT_CONTAMINATION if config.contamination else DEFAULT_TARGET_ACCEPT
