@@ -37,6 +37,8 @@ Per star (latent coordinates, the hierarchical approach):
 - true coordinates, where a component has a non-zero error: non-centred,
   c_true = c_obs - err * eps with eps ~ N(0, 1); the Gaussian measurement density is then
   exactly the prior of eps.
+  With a field component, velocities instead get the bounded latents s_vx, s_vy, s_vz
+  described under Contamination below.
   With FitConfig(velocity_errors="marginal") the velocity errors are integrated out per
   star instead, by a Gauss-Hermite product rule over the components with errors (fewer
   parameters, more density evaluations; accurate while errors are below about half the
