@@ -389,7 +389,8 @@ def _bounded_true_velocities(model, data, r2, velocities, scales):
     is the largest escape speed along the line of sight), else the 3D radius
     (:func:`dastro.inference.bounded.bounded_velocities`); observed ``velocities`` relative
     to the centre in data units, ``scales`` to km/s. Returns (v_true, log_weight,
-    log_field_weight), the last the field component's proposal for the same latents."""
+    log_field_weight, W at sqrt(r2)); log_field_weight is the field component's proposal
+    for the same latents."""
     names = ("vx", "vy", "vz")
     n = data.n
     observed = [np.asarray(getattr(data, "has_" + c)) for c in names]
@@ -409,7 +410,7 @@ def _bounded_true_velocities(model, data, r2, velocities, scales):
     w_ball, _ = model._state(jnp.sqrt(r2) / model.length_unit)
     v_true, log_weight = bounded_velocities(s, v_obs, errs, latent, observed,
                                             2.0 * w_ball * model.s2)
-    return v_true, log_weight, window_log_weight(s, latent)
+    return v_true, log_weight, window_log_weight(s, latent), w_ball
 
 
 def _uses_edges(data: StarData, config: FitConfig) -> bool:
@@ -509,7 +510,7 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
     rt = model.rt
     if bounded:  # true velocities first: the line-of-sight segment is where they are bound
         r2_ball = R2 if data.z is None else R2 + jnp.asarray(data.z) ** 2
-        comps, log_weight_v, log_field_v = _bounded_true_velocities(
+        comps, log_weight_v, log_field_v, w_ball = _bounded_true_velocities(
             model, data, r2_ball, (vx, vy, vz), scales)
         v2 = comps[0] ** 2 + comps[1] ** 2 + comps[2] ** 2
     if data.z is None:
@@ -531,8 +532,10 @@ def star_model(data: StarData, config: FitConfig = FitConfig(), profiles=()):
         log_jac_z = jnp.zeros(n)
     n_pm = data.has_vx.astype(float) + data.has_vy.astype(float)
     if bounded:
+        # with known z the ball's radius is the star's: W there is already known
         log_p = log_density_local(model, X, Y, Z, *comps, data.has_vx, data.has_vy,
-                                  data.has_vz) + log_weight_v
+                                  data.has_vz, w=w_ball if data.z is not None else None)
+        log_p = log_p + log_weight_v
     elif marginal:
         log_p = _log_density_error_marginal(model, data, config, X, Y, Z, (vx, vy, vz),
                                             scales, w_bound if data.z is not None else None)
@@ -650,18 +653,13 @@ def initial_values(data: StarData, config: FitConfig = FitConfig()) -> dict:
             init[name] = float(guess[name])
     if data.z is None:
         init["u_los"] = np.zeros(data.n)
-    bounded = _uses_bounded_velocities(data, config)
-    latent = (("x", "y") if config.velocity_errors == "marginal" or bounded
-              else ("x", "y", "vx", "vy", "vz"))
+    # bounded velocity latents at 0 are the observed velocities (clipped into the ball)
+    velocity = "s_" if _uses_bounded_velocities(data, config) else "eps_"
+    latent = ("x", "y") if config.velocity_errors == "marginal" else ("x", "y", "vx", "vy", "vz")
     for c in latent:
         k = int(np.sum(_err(data, c) > 0))
         if k:
-            init["eps_" + c] = np.zeros(k)
-    if bounded:  # the observed velocities (clipped into the ball)
-        for c in ("vx", "vy", "vz"):
-            k = int(np.sum(_err(data, c) > 0))
-            if k:
-                init["s_" + c] = np.zeros(k)
+            init[(velocity if c.startswith("v") else "eps_") + c] = np.zeros(k)
     if config.contamination:
         init["f_field"] = 0.1
     return init
