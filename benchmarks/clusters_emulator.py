@@ -19,8 +19,17 @@ Prints the times and the ratios of astro-limepy's times to the emulator's (singl
 batch), and writes benchmarks/results/clusters_emulator.json, including the emulator's own
 accuracy table from its metadata and the load average during the run.
 
+Where the time of a call goes, outside the emulator's own arithmetic (``runtime`` in the JSON):
+- the single-call floor: a jitted function with the same arguments and the same twelve output
+  arrays that does no work (what any evaluation returning these arrays costs per call);
+- the median of the single calls, beside their best;
+- the emulator timings again in two child processes: with glibc keeping freed memory in the
+  heap (``MALLOC_TOP_PAD_``; by default XLA's large temporary buffers go back to the system
+  after each call and are faulted in again at the next) and pinned to one core (no hand-off of
+  small kernels to XLA's second worker thread).
+
 Run: python benchmarks/clusters_emulator.py [--n 1000] [--n-aniso 200] [--n-limepy 50]
-     [--repeat 20] [--limepy-repeat 3]
+     [--repeat 20] [--limepy-repeat 3] [--no-children]
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,9 +87,7 @@ def _limepy_time(limepy, calls, repeat):
 def _anisotropic(args, limepy):
     """Timings of the anisotropic emulator (single call, batch) and of astro-limepy with ra."""
     table = ea.load_aniso_table()
-    W0, g, ra = ea.random_parameters(4 * args.n_aniso, seed=11)
-    keep = (W0 >= 1.0) & (W0 <= 12.0)
-    W0, g, ra = W0[keep][:args.n_aniso], g[keep][:args.n_aniso], ra[keep][:args.n_aniso]
+    W0, g, ra = _anisotropic_inputs(args.n_aniso)
     one = jax.jit(_everything_aniso)
     jax.block_until_ready(one(table, W0[0], g[0], ra[0]))
     # arguments already on the device, as for the isotropic single call
@@ -103,6 +112,82 @@ def _anisotropic(args, limepy):
     return out
 
 
+#: Environments of the child runs (``runtime``): glibc's heap kept between calls (512 MiB of
+#: top padding, which also fixes its trim threshold), and one core.
+CHILD_RUNS = {"glibc_heap_kept": {"MALLOC_TOP_PAD_": str(512 * 2**20)}, "one_core": {}}
+
+
+def _single_call(fn, repeat):
+    """(best, median) wall-clock seconds of `repeat` calls of fn."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.min(times)), float(np.median(times))
+
+
+def _floor(table, w1, g1, repeat):
+    """(best, median) of a jitted call with the isotropic evaluation's arguments and outputs
+    (twelve arrays of the same shapes) that does no work."""
+    shapes = jax.eval_shape(_everything, table, w1, g1)
+
+    def nothing(table, w0, g):
+        return jax.tree_util.tree_map(lambda s: jnp.full(s.shape, w0 + g, s.dtype), shapes)
+
+    fn = jax.jit(nothing)
+    jax.block_until_ready(fn(table, w1, g1))
+    return _single_call(lambda: fn(table, w1, g1), repeat)
+
+
+def _isotropic_inputs(n):
+    rng = np.random.default_rng(7)
+    w0 = rng.uniform(1.0, 12.0, n)
+    g = rng.uniform(0.0, 1.0, n) * np.asarray(emu.g_hi(jnp.asarray(w0)))
+    return w0, g
+
+
+def _anisotropic_inputs(n):
+    W0, g, ra = ea.random_parameters(4 * n, seed=11)
+    keep = (W0 >= 1.0) & (W0 <= 12.0)
+    return W0[keep][:n], g[keep][:n], ra[keep][:n]
+
+
+def _emulator_timings(args) -> dict:
+    """Seconds per call (isotropic and anisotropic, one model and per model in a batch), the
+    single-call floor, and the medians of the single calls."""
+    table, aniso = emu.load_table(), ea.load_aniso_table()
+    w0, g = (jnp.asarray(a) for a in _isotropic_inputs(args.n))
+    W0, G, RA = (jnp.asarray(a) for a in _anisotropic_inputs(args.n_aniso))
+    out = {}
+    for name, fn, tab, batch, one in [
+        ("isotropic", _everything, table, (w0, g), (w0[1], g[1])),
+        ("anisotropic", _everything_aniso, aniso, (W0, G, RA), (W0[1], G[1], RA[1])),
+    ]:
+        single = jax.jit(fn)
+        jax.block_until_ready(single(tab, *one))
+        best, median = _single_call(lambda f=single, t=tab, o=one: f(t, *o), 20 * args.repeat)
+        many = jax.jit(jax.vmap(fn, in_axes=(None,) + (0,) * len(batch)))
+        jax.block_until_ready(many(tab, *batch))
+        wall, _ = _best(lambda f=many, t=tab, b=batch: f(t, *b), max(3, args.repeat // 2))
+        out[name] = {"single_call_s": best, "single_call_median_s": median,
+                     "per_model_in_batch_s": wall / len(batch[0]), "batch": len(batch[0])}
+    out["floor_s"], out["floor_median_s"] = _floor(table, w0[1], g[1], 20 * args.repeat)
+    return out
+
+
+def _child_timings(args, name: str) -> dict | None:
+    """:func:`_emulator_timings` in a child process run in CHILD_RUNS[name]'s environment."""
+    env = {**os.environ, **CHILD_RUNS[name]}
+    command = [sys.executable, __file__, "--timings-only", name, "--n", str(args.n),
+               "--n-aniso", str(args.n_aniso), "--repeat", str(args.repeat)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"child run {name} failed:\n{done.stderr[-2000:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def _best(fn, repeat=5):
     """Best wall-clock and best CPU time (seconds) of `repeat` calls of fn."""
     wall = cpu = np.inf
@@ -123,12 +208,19 @@ def main():
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--limepy-repeat", type=int, default=3,
                         help="timings per astro-limepy model (the best is kept)")
+    parser.add_argument("--no-children", action="store_true",
+                        help="skip the child runs (glibc heap kept; one core)")
+    parser.add_argument("--timings-only", choices=sorted(CHILD_RUNS),
+                        help=argparse.SUPPRESS)  # a child run: print its timings as JSON
     args = parser.parse_args()
+    if args.timings_only:
+        if args.timings_only == "one_core":
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        print(json.dumps(_emulator_timings(args)))
+        return
     load_before = os.getloadavg()
     table = emu.load_table()
-    rng = np.random.default_rng(7)
-    w0 = rng.uniform(1.0, 12.0, args.n)
-    g = rng.uniform(0.0, 1.0, args.n) * np.asarray(emu.g_hi(jnp.asarray(w0)))
+    w0, g = _isotropic_inputs(args.n)
     w0_j, g_j = jnp.asarray(w0), jnp.asarray(g)
     w1, g1 = jnp.asarray(w0[1]), jnp.asarray(g[1])
 
@@ -137,6 +229,8 @@ def main():
     jax.block_until_ready(single(table, w0_j[0], g_j[0]))
     compile_single = time.perf_counter() - t0
     single_wall, single_cpu = _best(lambda: single(table, w1, g1), 20 * args.repeat)
+    _, single_median = _single_call(lambda: single(table, w1, g1), 20 * args.repeat)
+    floor, floor_median = _floor(table, w1, g1, 20 * args.repeat)
 
     batch = jax.jit(jax.vmap(_everything, in_axes=(None, 0, 0)))
     jax.block_until_ready(batch(table, w0_j, g_j))
@@ -193,6 +287,16 @@ def main():
             for kind, key in [("single", "single_call_s"), ("batch", "per_model_in_batch_s")]
         }
     result["anisotropic"] = _anisotropic(args, limepy)
+    result["runtime"] = {
+        "single_call_floor_s": floor, "single_call_floor_median_s": floor_median,
+        "single_call_median_s": single_median,
+        "note": "floor: a jitted call with the evaluation's arguments and twelve outputs, "
+                "no work; children: the emulator timings with glibc's heap kept between "
+                "calls (MALLOC_TOP_PAD_) and on one core",
+    }
+    if not args.no_children:
+        for name in CHILD_RUNS:
+            result["runtime"][name] = _child_timings(args, name)
     result["load_average_1min"] = [load_before[0], os.getloadavg()[0]]
     result["cpu_count"] = os.cpu_count()
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +328,20 @@ def main():
         print(f"{'limepy(W0, g, ra, project=True)':36s} {a['limepy_solve_project_s'] * 1e3:7.2f} "
               f"ms   {r['limepy_solve_project_over_emulator_single']:8.0f}x "
               f"{r['limepy_solve_project_over_emulator_batch']:8.0f}x")
+    rt = result["runtime"]
+    print(f"\nsingle call (isotropic): best {d['single_call_s'] * 1e6:.1f} us, median "
+          f"{rt['single_call_median_s'] * 1e6:.1f} us; floor (same arguments and outputs, no "
+          f"work) {rt['single_call_floor_s'] * 1e6:.1f} us, median "
+          f"{rt['single_call_floor_median_s'] * 1e6:.1f} us")
+    for name in CHILD_RUNS:
+        c = rt.get(name)
+        if c:
+            i, a = c["isotropic"], c["anisotropic"]
+            print(f"{name:16s} isotropic {i['single_call_s'] * 1e6:6.1f} us one call "
+                  f"(median {i['single_call_median_s'] * 1e6:.1f}), "
+                  f"{i['per_model_in_batch_s'] * 1e6:5.1f} us per model in a batch; "
+                  f"anisotropic {a['single_call_s'] * 1e6:6.1f} / "
+                  f"{a['per_model_in_batch_s'] * 1e6:5.1f} us; floor {c['floor_s'] * 1e6:.1f} us")
     print(f"\ncompile {d['compile_s']:.1f} s; load average {result['load_average_1min'][0]:.1f}"
           f" -> {result['load_average_1min'][1]:.1f} on {os.cpu_count()} cores; wrote {OUT}")
 

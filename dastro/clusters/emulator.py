@@ -543,7 +543,8 @@ def _clenshaw_unrolled(tau, coef):
     step; before the strided sums). Only where its result is stored before use (inside
     :func:`_clenshaw_chunked_rule`'s map): fused into several consumers, XLA recomputes the
     sum in each of them (measured 3.4x slower than the loop in the emulator; an
-    optimization_barrier did not prevent it)."""
+    optimization_barrier did not prevent it: XLA:CPU drops barriers from the compiled
+    program)."""
     T, alpha, coef = _strided(tau, coef)
     zero = jnp.zeros(jnp.broadcast_shapes(jnp.shape(tau), jnp.shape(coef)[:-1]))
     b1, b2 = [zero] * _STRIDE, [zero] * _STRIDE

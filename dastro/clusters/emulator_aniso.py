@@ -450,8 +450,9 @@ def _cell_block(stack, indices):
     n_d, n_values = stack.shape[-2:]
     zero = jnp.int32(0)
     block = jax.lax.dynamic_slice(stack, (*indices, zero, zero), (2, 2, 2, n_d, n_values))
-    # materialised: fused into its consumer the gather ran per element (4x slower)
-    return jax.lax.optimization_barrier(block.reshape(8 * n_d, n_values))
+    # XLA:CPU stores the block before the sum on its own: an optimization_barrier here (until
+    # 2026-12-06) left the compiled programs (batch, single model, gradient) unchanged
+    return block.reshape(8 * n_d, n_values)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
