@@ -471,6 +471,35 @@ def test_vmap_and_jit_agree_with_single_calls():
         assert float(rts[i]) == pytest.approx(float(one.rt), rel=1e-12)
 
 
+def test_batches_beyond_one_chunk_of_cells_equal_single_models():
+    """A vmapped batch larger than one chunk of table cells (ea._CELL_CHUNK models per chunk,
+    the last chunk partial) gives every model's profiles, projections and gradient in
+    (W0, g, ra) as the single-model program does, to rounding."""
+    n = ea._CELL_CHUNK + 5
+    w0, g, ra = (jnp.asarray(a) for a in ea.random_parameters(n, seed=3))
+    frac = jnp.geomspace(1e-3, 0.99, 7)
+
+    def evaluate(a, b, c):
+        model = ea._emulate(TABLE, a, b, c)
+        profiles, projected = model.profiles_and_projected(frac * model.rt)
+        return jnp.concatenate([profiles.rho, profiles.v2r, projected.Sigma, projected.v2T,
+                                jnp.stack([model.rt, model.M])])
+
+    def summary(a, b, c):
+        return jnp.sum(jnp.log(evaluate(a, b, c)[:7]))
+
+    batch = jax.jit(jax.vmap(evaluate))(w0, g, ra)
+    grads = jnp.stack(jax.jit(jax.vmap(jax.grad(summary, argnums=(0, 1, 2))))(w0, g, ra), -1)
+    one, one_grad = jax.jit(evaluate), jax.jit(jax.grad(summary, argnums=(0, 1, 2)))
+    for i in range(n):
+        args = (w0[i], g[i], ra[i])
+        # rtol: near rt (values ~1e-18 of the centre's) the batched sums round differently
+        np.testing.assert_allclose(np.asarray(batch[i]), np.asarray(one(*args)), rtol=1e-10,
+                                   atol=0.0, err_msg=f"model {i}: {args}")
+        np.testing.assert_allclose(np.asarray(grads[i]), np.asarray(jnp.stack(one_grad(*args))),
+                                   rtol=1e-10, atol=1e-12, err_msg=f"gradient {i}: {args}")
+
+
 @settings(max_examples=5, deadline=None)
 @given(st.floats(1.0, 13.0), st.floats(0.0, 1.0), st.floats(0.05, 1.0))
 def test_profiles_and_projected_in_one_call_equal_the_separate_calls(w0, q, u):

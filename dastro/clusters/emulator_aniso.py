@@ -146,6 +146,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
 from dastro.clusters.emulator import (
@@ -430,18 +431,11 @@ def _hermite_basis(x, x0: float, h: float, n: int):
     return i, basis, slope
 
 
-def _cell_sum(block, bx, bw, bv):
-    """sum over the 64 rows of block (the cell's 8 nodes x 8 derivatives, as hermite_stack)
-    with the outer product of the three axes' (2, 2) bases as weights."""
-    weights = (bx[:, None, None, :, None, None] * bw[None, :, None, None, :, None]
-               * bv[None, None, :, None, None, :]).reshape(-1)
-    # an unrolled sum of the rows (one fused element-wise pass): on this CPU 11 us for one
-    # model and 6 us per model in a batch; XLA's dot of float64 weights with the rows took
-    # 11 / 42 us, and a product-and-reduce 45 / 10 us
-    total = weights[0] * block[0]
-    for row in range(1, block.shape[0]):
-        total = total + weights[row] * block[row]
-    return total
+def _cell_weights(bx, bw, bv):
+    """The 64 weights of a cell's rows (8 nodes x 8 derivatives, as hermite_stack): the outer
+    product of the three axes' (2, 2) bases."""
+    return (bx[:, None, None, :, None, None] * bw[None, :, None, None, :, None]
+            * bv[None, None, :, None, None, :]).reshape(-1)
 
 
 def _cell_block(stack, indices):
@@ -450,9 +444,47 @@ def _cell_block(stack, indices):
     n_d, n_values = stack.shape[-2:]
     zero = jnp.int32(0)
     block = jax.lax.dynamic_slice(stack, (*indices, zero, zero), (2, 2, 2, n_d, n_values))
-    # XLA:CPU stores the block before the sum on its own: an optimization_barrier here (until
-    # 2026-12-06) left the compiled programs (batch, single model, gradient) unchanged
     return block.reshape(8 * n_d, n_values)
+
+
+def _cell_sums_one(stack, i, j, k, weights):
+    """sum over the 64 rows of the cell at (i, j, k) with each row of weights (n_sums, 64) as
+    weights: (n_sums, n_values), float64."""
+    block = _cell_block(stack, (i, j, k))
+    sums = []
+    for w in weights:
+        # an unrolled sum of the rows (one fused element-wise pass): on this CPU 11 us for one
+        # model and 6 us per model in a batch; XLA's dot of float64 weights with the rows took
+        # 11 / 42 us, and a product-and-reduce 45 / 10 us
+        total = w[0] * block[0]
+        for row in range(1, block.shape[0]):
+            total = total + w[row] * block[row]
+        sums.append(total)
+    return jnp.stack(sums)
+
+
+#: Models per chunk when a batch reads its cells (see _cell_sums_rule).
+_CELL_CHUNK = 32
+
+
+def _cell_sums_rule(axis_size, in_batched, stack, i, j, k, weights):
+    # Batched, the cells of all models (149 kB each: 64 rows of 583 float32) were gathered
+    # into one array before the sums: 30 MB for 200 models, most of XLA's temporary memory,
+    # which glibc hands back to the system after each call, so that every call faulted its
+    # pages in again. Chunks of models keep the gathered cells small and reused (batch of
+    # 200 anisotropic models, full evaluation at 100 radii: 57 -> 38 - 41 us per model for
+    # chunks of 8 - 50, the same as with glibc keeping its heap, MALLOC_TOP_PAD_).
+    if in_batched[0] or jax.default_backend() != "cpu":  # one pass over the whole batch
+        axes = tuple(0 if b else None for b in in_batched)
+        return jax.vmap(_cell_sums_one, in_axes=axes)(stack, i, j, k, weights), True
+    args = tuple(x if b else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
+                 for x, b in zip((i, j, k, weights), in_batched[1:], strict=True))
+    return jax.lax.map(lambda a: _cell_sums_one(stack, *a), args,
+                       batch_size=min(_CELL_CHUNK, axis_size)), True
+
+
+_cell_sums = custom_vmap(_cell_sums_one)
+_cell_sums.def_vmap(_cell_sums_rule)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -462,28 +494,30 @@ def _interp_stack(stack, axes, x, w, v):
     derivatives rounded once: equal to the float64 interpolant to ~3e-8 of the rows), summed
     in float64. Differentiable in the point (not in the table)."""
     cells = [_hermite_basis(p, *ax) for p, ax in zip((x, w, v), axes, strict=True)]
-    block = _cell_block(stack, [i for i, _, _ in cells])
-    return _cell_sum(block, *(basis for _, basis, _ in cells))
+    weights = _cell_weights(*(basis for _, basis, _ in cells))
+    return _cell_sums(stack, *(i for i, _, _ in cells), weights[None])[0]
 
 
 @functools.partial(_interp_stack.defjvp, symbolic_zeros=True)
 def _interp_stack_jvp(axes, primals, tangents):
     # the derivative along each axis is the same sum with that axis' basis differentiated:
-    # three more element-wise passes, whose transposes are three dot products (autodiff of
-    # the sum transposed it into 64 reductions, 2x the cost of the whole model)
+    # three more element-wise passes over the cell read once, whose transposes are dot
+    # products (autodiff of the sum transposed it into 64 reductions, 2x the cost of the
+    # whole model)
     stack, *point = primals
     _, *d_point = tangents
     cells = [_hermite_basis(p, *ax) for p, ax in zip(point, axes, strict=True)]
-    block = _cell_block(stack, [i for i, _, _ in cells])
     bases = [basis for _, basis, _ in cells]
-    value = _cell_sum(block, *bases)
+    moving = [axis for axis, dp in enumerate(d_point) if not isinstance(dp, SymbolicZero)]
+    weights = [_cell_weights(*bases)]
+    for axis in moving:
+        weights.append(_cell_weights(*[slope if a == axis else basis
+                                       for a, (_, basis, slope) in enumerate(cells)]))
+    sums = _cell_sums(stack, *(i for i, _, _ in cells), jnp.stack(weights))
+    value = sums[0]
     tangent = jnp.zeros_like(value)
-    for axis, dp in enumerate(d_point):
-        if isinstance(dp, SymbolicZero):
-            continue
-        with_slope = [slope if a == axis else basis for a, (_, basis, slope) in
-                      enumerate(cells)]
-        tangent = tangent + _cell_sum(block, *with_slope) * dp
+    for n, axis in enumerate(moving):
+        tangent = tangent + sums[n + 1] * d_point[axis]
     return value, tangent
 
 
