@@ -181,7 +181,11 @@ def _child_timings(args, name: str) -> dict | None:
     env = {**os.environ, **CHILD_RUNS[name]}
     command = [sys.executable, __file__, "--timings-only", name, "--n", str(args.n),
                "--n-aniso", str(args.n_aniso), "--repeat", str(args.repeat)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    # pinned before the child starts, so that XLA sizes its thread pool for one core
+    one_core = min(os.sched_getaffinity(0))
+    pin = (lambda: os.sched_setaffinity(0, {one_core})) if name == "one_core" else None
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
+                          preexec_fn=pin)
     if done.returncode != 0:
         print(f"child run {name} failed:\n{done.stderr[-2000:]}")
         return None
@@ -214,8 +218,6 @@ def main():
                         help=argparse.SUPPRESS)  # a child run: print its timings as JSON
     args = parser.parse_args()
     if args.timings_only:
-        if args.timings_only == "one_core":
-            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         print(json.dumps(_emulator_timings(args)))
         return
     load_before = os.getloadavg()
