@@ -84,24 +84,13 @@ def _limepy_time(limepy, calls, repeat):
     return float(np.mean(times)), float(np.min(times))
 
 
-def _anisotropic(args, limepy):
-    """Timings of the anisotropic emulator (single call, batch) and of astro-limepy with ra."""
-    table = ea.load_aniso_table()
+def _anisotropic(args, limepy, timings: dict) -> dict:
+    """The anisotropic emulator's timings (from :func:`_emulator_timings`) beside astro-limepy
+    with ra and projections on the same models."""
     W0, g, ra = _anisotropic_inputs(args.n_aniso)
-    one = jax.jit(_everything_aniso)
-    jax.block_until_ready(one(table, W0[0], g[0], ra[0]))
-    # arguments already on the device, as for the isotropic single call
-    w1, g1, ra1 = (jnp.asarray(a[1]) for a in (W0, g, ra))
-    single_wall, single_cpu = _best(lambda: one(table, w1, g1, ra1), 10 * args.repeat)
-    many = jax.jit(jax.vmap(_everything_aniso, in_axes=(None, 0, 0, 0)))
-    jax.block_until_ready(many(table, W0, g, ra))
-    batch_wall, batch_cpu = _best(lambda: many(table, W0, g, ra), max(3, args.repeat // 4))
-    n = len(W0)
-    out = {"single_call_s": single_wall, "single_call_cpu_s": single_cpu,
-           "per_model_in_batch_s": batch_wall / n, "per_model_in_batch_cpu_s": batch_cpu / n,
-           "batch": n, "accuracy": table.metadata.get("accuracy")}
+    out = {**timings, "accuracy": ea.load_aniso_table().metadata.get("accuracy")}
     if limepy is not None:
-        n_ref = min(args.n_limepy, n)
+        n_ref = min(args.n_limepy, len(W0))
         calls = [((W0[i], g[i]), {"ra": ra[i], "project": True}) for i in range(n_ref)]
         out["limepy_solve_project_s"] = _limepy_time(limepy, calls, args.limepy_repeat)[0]
         out["limepy_models"] = n_ref
@@ -117,16 +106,6 @@ def _anisotropic(args, limepy):
 CHILD_RUNS = {"glibc_heap_kept": {"MALLOC_TOP_PAD_": str(512 * 2**20)}, "one_core": {}}
 
 
-def _single_call(fn, repeat):
-    """(best, median) wall-clock seconds of `repeat` calls of fn."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return float(np.min(times)), float(np.median(times))
-
-
 def _floor(table, w1, g1, repeat):
     """(best, median) of a jitted call with the isotropic evaluation's arguments and outputs
     (twelve arrays of the same shapes) that does no work."""
@@ -137,7 +116,8 @@ def _floor(table, w1, g1, repeat):
 
     fn = jax.jit(nothing)
     jax.block_until_ready(fn(table, w1, g1))
-    return _single_call(lambda: fn(table, w1, g1), repeat)
+    best, _, median = _timed(lambda: fn(table, w1, g1), repeat)
+    return best, median
 
 
 def _isotropic_inputs(n):
@@ -154,8 +134,9 @@ def _anisotropic_inputs(n):
 
 
 def _emulator_timings(args) -> dict:
-    """Seconds per call (isotropic and anisotropic, one model and per model in a batch), the
-    single-call floor, and the medians of the single calls."""
+    """Per evaluation, isotropic and anisotropic: the first call (compilation), one model per
+    call (best, its CPU time, median), per model in a batch (best, CPU time); and the
+    single-call floor. Seconds."""
     table, aniso = emu.load_table(), ea.load_aniso_table()
     w0, g = (jnp.asarray(a) for a in _isotropic_inputs(args.n))
     W0, G, RA = (jnp.asarray(a) for a in _anisotropic_inputs(args.n_aniso))
@@ -165,13 +146,19 @@ def _emulator_timings(args) -> dict:
         ("anisotropic", _everything_aniso, aniso, (W0, G, RA), (W0[1], G[1], RA[1])),
     ]:
         single = jax.jit(fn)
-        jax.block_until_ready(single(tab, *one))
-        best, median = _single_call(lambda f=single, t=tab, o=one: f(t, *o), 20 * args.repeat)
+        t0 = time.perf_counter()
+        jax.block_until_ready(single(tab, *(x[0] for x in batch)))
+        compile_s = time.perf_counter() - t0
+        # arguments already on the device
+        best, cpu, median = _timed(lambda f=single, t=tab, o=one: f(t, *o), 20 * args.repeat)
         many = jax.jit(jax.vmap(fn, in_axes=(None,) + (0,) * len(batch)))
         jax.block_until_ready(many(tab, *batch))
-        wall, _ = _best(lambda f=many, t=tab, b=batch: f(t, *b), max(3, args.repeat // 2))
-        out[name] = {"single_call_s": best, "single_call_median_s": median,
-                     "per_model_in_batch_s": wall / len(batch[0]), "batch": len(batch[0])}
+        wall, batch_cpu, _ = _timed(lambda f=many, t=tab, b=batch: f(t, *b),
+                                    max(3, args.repeat // 2))
+        n = len(batch[0])
+        out[name] = {"compile_s": compile_s, "single_call_s": best, "single_call_cpu_s": cpu,
+                     "single_call_median_s": median, "per_model_in_batch_s": wall / n,
+                     "per_model_in_batch_cpu_s": batch_cpu / n, "batch": n}
     out["floor_s"], out["floor_median_s"] = _floor(table, w0[1], g[1], 20 * args.repeat)
     return out
 
@@ -179,28 +166,31 @@ def _emulator_timings(args) -> dict:
 def _child_timings(args, name: str) -> dict | None:
     """:func:`_emulator_timings` in a child process run in CHILD_RUNS[name]'s environment."""
     env = {**os.environ, **CHILD_RUNS[name]}
-    command = [sys.executable, __file__, "--timings-only", name, "--n", str(args.n),
-               "--n-aniso", str(args.n_aniso), "--repeat", str(args.repeat)]
-    # pinned before the child starts, so that XLA sizes its thread pool for one core
-    one_core = min(os.sched_getaffinity(0))
-    pin = (lambda: os.sched_setaffinity(0, {one_core})) if name == "one_core" else None
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False,
-                          preexec_fn=pin)
+    argv = [__file__, "--timings-only", name, "--n", str(args.n), "--n-aniso",
+            str(args.n_aniso), "--repeat", str(args.repeat)]
+    # the child pins itself before it imports jax, so that XLA sizes its thread pool for one
+    # core (a preexec_fn would fork this multithreaded process)
+    pin = (f"os.sched_setaffinity(0, {{{min(os.sched_getaffinity(0))}}}); "
+           if name == "one_core" else "")
+    start = f"import os, runpy, sys; {pin}sys.argv = {argv!r}; runpy.run_path(sys.argv[0], " \
+            "run_name='__main__')"
+    done = subprocess.run([sys.executable, "-c", start], env=env, capture_output=True,
+                          text=True, check=False)
     if done.returncode != 0:
         print(f"child run {name} failed:\n{done.stderr[-2000:]}")
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _best(fn, repeat=5):
-    """Best wall-clock and best CPU time (seconds) of `repeat` calls of fn."""
-    wall = cpu = np.inf
+def _timed(fn, repeat=5):
+    """(best wall clock, best CPU time, median wall clock) in seconds of `repeat` calls of fn."""
+    walls, cpus = [], []
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn())
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return float(np.min(walls)), float(np.min(cpus)), float(np.median(walls))
 
 
 def main():
@@ -221,22 +211,11 @@ def main():
         print(json.dumps(_emulator_timings(args)))
         return
     load_before = os.getloadavg()
+    timings = _emulator_timings(args)
+    iso = timings["isotropic"]
     table = emu.load_table()
     w0, g = _isotropic_inputs(args.n)
     w0_j, g_j = jnp.asarray(w0), jnp.asarray(g)
-    w1, g1 = jnp.asarray(w0[1]), jnp.asarray(g[1])
-
-    single = jax.jit(_everything)
-    t0 = time.perf_counter()
-    jax.block_until_ready(single(table, w0_j[0], g_j[0]))
-    compile_single = time.perf_counter() - t0
-    single_wall, single_cpu = _best(lambda: single(table, w1, g1), 20 * args.repeat)
-    _, single_median = _single_call(lambda: single(table, w1, g1), 20 * args.repeat)
-    floor, floor_median = _floor(table, w1, g1, 20 * args.repeat)
-
-    batch = jax.jit(jax.vmap(_everything, in_axes=(None, 0, 0)))
-    jax.block_until_ready(batch(table, w0_j, g_j))
-    batch_wall, batch_cpu = _best(lambda: batch(table, w0_j, g_j), args.repeat)
 
     def summary(a, b):
         prof, proj, scal = _everything(table, a, b)
@@ -244,7 +223,7 @@ def main():
 
     grad = jax.jit(jax.vmap(jax.grad(summary, argnums=(0, 1))))
     jax.block_until_ready(grad(w0_j, g_j))
-    grad_wall, grad_cpu = _best(lambda: grad(w0_j, g_j), max(3, args.repeat // 4))
+    grad_wall, grad_cpu, _ = _timed(lambda: grad(w0_j, g_j), max(3, args.repeat // 4))
 
     n_ref = min(args.n_limepy, args.n)
     solve(w0[0], g[0])
@@ -256,12 +235,10 @@ def main():
     n = args.n
     result = {
         "evaluation": "intrinsic + projected profiles at 100 radii and scalars, isotropic",
-        "timing": f"best of {args.repeat} (batch) / {20 * args.repeat} (single) repeats after "
-                  "compilation; wall clock, CPU time alongside",
+        "timing": f"best of {max(3, args.repeat // 2)} (batch) / {20 * args.repeat} (single) "
+                  "repeats after compilation; wall clock, CPU time alongside",
         "dastro_emulator": {
-            "compile_s": compile_single, "single_call_s": single_wall,
-            "single_call_cpu_s": single_cpu, "per_model_in_batch_s": batch_wall / n,
-            "per_model_in_batch_cpu_s": batch_cpu / n, "batch": n,
+            **{k: v for k, v in iso.items() if k != "single_call_median_s"},
             "gradient_per_model_in_batch_s": grad_wall / n,
             "gradient_per_model_in_batch_cpu_s": grad_cpu / n,
         },
@@ -288,10 +265,11 @@ def main():
             for label in ["limepy_solve", "limepy_solve_project"]
             for kind, key in [("single", "single_call_s"), ("batch", "per_model_in_batch_s")]
         }
-    result["anisotropic"] = _anisotropic(args, limepy)
+    result["anisotropic"] = _anisotropic(args, limepy, timings["anisotropic"])
     result["runtime"] = {
-        "single_call_floor_s": floor, "single_call_floor_median_s": floor_median,
-        "single_call_median_s": single_median,
+        "single_call_floor_s": timings["floor_s"],
+        "single_call_floor_median_s": timings["floor_median_s"],
+        "single_call_median_s": iso["single_call_median_s"],
         "note": "floor: a jitted call with the evaluation's arguments and twelve outputs, "
                 "no work; children: the emulator timings with glibc's heap kept between "
                 "calls (MALLOC_TOP_PAD_) and on one core",
